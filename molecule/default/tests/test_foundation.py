@@ -1,0 +1,84 @@
+"""The walking skeleton on the lab: app instances, their health, the load balancer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from conftest import address, app_instances, get, hosts, journal, lb_port
+
+APP_INSTANCES = app_instances()
+LBS = hosts("lb")
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_unit_is_enabled(infra, name, port):
+    service = infra(name).service(f"webapp@{port}")
+    assert service.is_enabled, journal(infra(name), f"webapp@{port}")
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_unit_is_running(infra, name, port):
+    service = infra(name).service(f"webapp@{port}")
+    assert service.is_running, journal(infra(name), f"webapp@{port}")
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_instance_listens_on_its_port(infra, name, port):
+    assert infra(name).socket(f"tcp://{address(name)}:{port}").is_listening
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_instance_answers_health(infra, name, port):
+    answer = get(f"http://{address(name)}:{port}/health")
+    assert answer.status == 200, journal(infra(name), f"webapp@{port}")
+    health = json.loads(answer.body)
+    assert health["status"] == "ok"
+    assert health["version"]
+    release = infra(name).file("/opt/webapp/current/release.json").content_string
+    assert health["release"] == json.loads(release)["release_id"]
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_runs_as_its_own_user(infra, name, port):
+    host = infra(name)
+    pid = host.check_output(f"systemctl show --property MainPID --value webapp@{port}")
+    assert pid not in ("", "0"), journal(host, f"webapp@{port}")
+    user = host.check_output(f"ps -o user= -p {pid}")
+    assert user == "webapp"
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_nginx_is_running(infra, name):
+    assert infra(name).service("nginx").is_running, journal(infra(name), "nginx")
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_lb_returns_the_message(name):
+    answer = get(f"http://{address(name)}:{lb_port(name)}/")
+    assert answer.status == 200
+    assert answer.body == "Hello, World!"
+
+
+@pytest.mark.parametrize("name", LBS)
+@pytest.mark.parametrize("path", ["/metrics", "/health", "/metrics/", "/health?x=1"])
+def test_internal_paths_are_not_reachable_through_lb(name, path):
+    answer = get(f"http://{address(name)}:{lb_port(name)}{path}")
+    assert answer.status == 404
+    assert "app_requests_total" not in answer.body
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_lb_spreads_requests_over_every_instance(infra, name):
+    marker = f"spread-{uuid.uuid4().hex}"
+    for _ in range(100):
+        assert get(f"http://{address(name)}:{lb_port(name)}/", headers={"User-Agent": marker}).status == 200
+    log = infra(name).file("/var/log/nginx/access.log").content_string
+    served = {
+        json.loads(line)["upstream_addr"]
+        for line in log.splitlines()
+        if marker in line
+    }
+    expected = {f"{address(h)}:{p}" for h, p in APP_INSTANCES}
+    assert served == expected

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Build the app's release artifact once, on the controller.
+
+The artifact is a tarball of the app wheel and every dependency wheel (pinned by the
+project's requirements.txt), plus a manifest; hosts install from it with no package
+index. A build is keyed by a hash of its sources: building the same sources again
+reuses the existing release, so a re-run of the deploy changes nothing.
+
+Prints one JSON object on stdout: release_id, artifact, artifact_sha256, version,
+git_revision, build_time, python, changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+INDEX = "index.json"
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def git(project: Path, *args: str) -> str:
+    try:
+        return run(["git", *args], project)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return ""
+
+
+def source_files(project: Path) -> list[Path]:
+    listed = git(project, "ls-files", "-co", "--exclude-standard", "--", "app")
+    if listed:
+        names = [project / n for n in listed.splitlines()]
+    else:
+        names = [p for p in (project / "app").rglob("*") if "__pycache__" not in p.parts]
+    files = [p for p in names if p.is_file()]
+    return sorted(files + [project / "requirements.txt"])
+
+
+def source_hash(project: Path) -> str:
+    h = hashlib.sha256()
+    for path in source_files(project):
+        h.update(str(path.relative_to(project)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_index(out: Path) -> dict[str, dict[str, str]]:
+    try:
+        return json.loads((out / INDEX).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def save_index(out: Path, index: dict[str, dict[str, str]]) -> None:
+    tmp = out / (INDEX + ".tmp")
+    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out / INDEX)
+
+
+def run_tests(project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "app/tests"],
+        cwd=project, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-2000:])
+        raise SystemExit("the app's tests failed: this build is not shipped")
+
+
+def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
+    if tests:
+        run_tests(project)
+    now = datetime.now(timezone.utc)
+    revision = git(project, "rev-parse", "--short=8", "HEAD") or "nogit"
+    release_id = f"{now:%Y%m%dT%H%M%SZ}-{revision}"
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        stage = Path(tmp) / release_id
+        wheels = stage / "wheels"
+        wheels.mkdir(parents=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
+             "--constraint", str(project / "requirements.txt"), str(project / "app")],
+            check=True, stdout=sys.stderr,
+        )
+        app_wheels = sorted(wheels.glob("webapp-*.whl"))
+        if len(app_wheels) != 1:
+            raise SystemExit(f"expected one webapp wheel, found {[w.name for w in app_wheels]}")
+        version = app_wheels[0].name.split("-")[1]
+        manifest = {
+            "release_id": release_id,
+            "version": version,
+            "git_revision": git(project, "rev-parse", "HEAD") or "unknown",
+            "git_dirty": bool(git(project, "status", "--porcelain", "--", "app", "requirements.txt")),
+            "build_time": now.isoformat(timespec="seconds"),
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "wheels": {w.name: sha256_file(w) for w in sorted(wheels.iterdir())},
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        artifact = out / f"webapp-{release_id}.tar.gz"
+        partial = artifact.with_suffix(".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            tar.add(stage / "manifest.json", arcname="manifest.json")
+            tar.add(wheels, arcname="wheels")
+        partial.replace(artifact)
+    return {**manifest, "artifact": str(artifact), "artifact_sha256": sha256_file(artifact)}
+
+
+def prune(out: Path, index: dict[str, dict[str, str]], keep: int) -> None:
+    entries = sorted(index.items(), key=lambda kv: kv[1]["release_id"])
+    for key, entry in entries[:-keep] if keep > 0 else []:
+        Path(entry["artifact"]).unlink(missing_ok=True)
+        del index[key]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: <project>/build/releases)")
+    parser.add_argument("--no-tests", action="store_true", help="skip the app's tests (never for a release)")
+    parser.add_argument("--force", action="store_true", help="build a new release even if the sources are unchanged")
+    parser.add_argument("--keep", type=int, default=10, help="artifacts kept on the controller")
+    args = parser.parse_args()
+    project = args.project.resolve()
+    out = (args.out or project / "build" / "releases").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    key = source_hash(project)
+    index = load_index(out)
+    entry = index.get(key)
+    if entry and not args.force and Path(entry["artifact"]).is_file() \
+            and sha256_file(Path(entry["artifact"])) == entry["artifact_sha256"]:
+        print(json.dumps({**entry, "changed": False}))
+        return
+    result = build(project, out, tests=not args.no_tests)
+    index[key] = {k: str(v) for k, v in result.items() if k != "wheels"}
+    prune(out, index, args.keep)
+    save_index(out, index)
+    print(json.dumps({**index[key], "changed": True}))
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    main()
