@@ -7,31 +7,65 @@ bounded loops.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testinfra.utils.ansible_runner import AnsibleRunner
+import testinfra
+import testinfra.host
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = str(PROJECT / "inventories" / "lab")
 
 
+# The variables the tests read, templated by Ansible itself (testinfra's own inventory
+# reader does not template, and the lab inventory computes addresses from LAB_NET).
+_VARS = (
+    "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
+    " 'ansible_user': ansible_user | default('root'),"
+    " 'key': ansible_ssh_private_key_file | default(''),"
+    " 'app_base_port': app_base_port | default(8000), 'app_instances': app_instances | default(2),"
+    " 'nginx_listen_port': nginx_listen_port | default(80)} }}"
+)
+
+
 @functools.cache
-def runner() -> AnsibleRunner:
-    return AnsibleRunner(INVENTORY)
+def _all_vars() -> dict[str, dict]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    out = subprocess.run(
+        ["ansible", "-i", INVENTORY, "all", "--one-line", "-m", "ansible.builtin.debug", "-a", f"msg={_VARS}"],
+        check=True, capture_output=True, text=True, env=env, cwd=PROJECT,
+    ).stdout
+    # one line a host: "<name> | SUCCESS => {...}"
+    found = {}
+    for line in out.splitlines():
+        name, sep, result = line.partition(" | SUCCESS => ")
+        if sep:
+            found[name] = json.loads(result)["msg"]
+    return found
 
 
 def hosts(group: str) -> list[str]:
-    return sorted(runner().get_hosts(group))
+    return sorted(n for n, v in _all_vars().items() if group == "all" or group in v["groups"])
+
+
+def hostvars(name: str) -> dict:
+    return _all_vars()[name]
 
 
 @functools.cache
-def hostvars(name: str) -> dict:
-    return runner().get_variables(name)
+def testinfra_host(name: str) -> testinfra.host.Host:
+    v = hostvars(name)
+    return testinfra.get_host(
+        f"ssh://{v['ansible_user']}@{v['ansible_host']}",
+        ssh_identity_file=v["key"] or None,
+        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+    )
 
 
 def address(name: str) -> str:
@@ -40,8 +74,8 @@ def address(name: str) -> str:
 
 def app_ports(name: str) -> list[int]:
     v = hostvars(name)
-    base = int(v.get("app_base_port", 8000))
-    return list(range(base, base + int(v.get("app_instances", 2))))
+    base = int(v["app_base_port"])
+    return list(range(base, base + int(v["app_instances"])))
 
 
 def app_instances() -> list[tuple[str, int]]:
@@ -49,7 +83,7 @@ def app_instances() -> list[tuple[str, int]]:
 
 
 def lb_port(name: str) -> int:
-    return int(hostvars(name).get("nginx_listen_port", 80))
+    return int(hostvars(name)["nginx_listen_port"])
 
 
 @dataclass
@@ -75,4 +109,4 @@ def journal(host, unit: str, lines: int = 30) -> str:
 @pytest.fixture
 def infra():
     """testinfra host for an inventory name."""
-    return lambda name: runner().get_host(name)
+    return testinfra_host
