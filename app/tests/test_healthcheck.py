@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,13 +11,21 @@ import pytest
 
 from webapp.healthcheck import main
 
+LINE = re.compile(r"^(\S+) (\d{3}) (\S+)$")
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    """Answers GET /<code> with that status; /302 redirects to /500."""
+
+    seen: list[str] = []
+
     def do_GET(self) -> None:  # noqa: N802
+        self.seen.append(self.path)
         code = int(self.path.strip("/"))
         self.send_response(code)
         if code == 302:
             self.send_header("Location", "/500")
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -30,26 +39,68 @@ def server() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+    httpd.server_close()
+
+
+def refused_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the socket is closed
+    return f"http://127.0.0.1:{port}/health"
 
 
 @pytest.mark.parametrize(("code", "exit_code"), [(200, 0), (204, 0), (302, 0), (404, 1), (500, 1), (503, 1)])
-def test_exit_code_follows_the_answer(server: str, tmp_path: Path, code: int, exit_code: int) -> None:
+def test_exit_code_follows_the_answer(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      code: int, exit_code: int) -> None:
     log = tmp_path / "hc.log"
-    assert main([f"{server}/{code}", "--log-file", str(log)]) == exit_code
-    assert log.read_text().split()[1:] == [f"{code:03d}", f"{server}/{code}"]
+    url = f"{server}/{code}"
+    assert main([url, "--log-file", str(log)]) == exit_code
+    [line] = log.read_text().splitlines()
+    assert capsys.readouterr().out == line + "\n"
+    match = LINE.match(line)
+    assert match and match.group(2, 3) == (f"{code:03d}", url)
+    assert match.group(1).endswith("+00:00")
 
 
-def test_no_answer_is_a_failure(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_redirects_are_not_followed(server: str, tmp_path: Path) -> None:
+    Handler.seen.clear()
+    assert main([f"{server}/302", "--log-file", str(tmp_path / "hc.log")]) == 0
+    assert Handler.seen == ["/302"]
+
+
+def test_no_answer_is_a_failure_with_code_000(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "hc.log"
-    assert main([f"http://127.0.0.1:{port}/", "--log-file", str(log), "--timeout", "2"]) == 1
-    assert " 000 " in log.read_text()
+    url = refused_url()
+    assert main([url, "--log-file", str(log), "--timeout", "2"]) == 1
+    assert log.read_text().split()[1:] == ["000", url]
+    assert " 000 " in capsys.readouterr().out
+
+
+def test_invalid_url_is_a_failure_with_code_000(tmp_path: Path) -> None:
+    log = tmp_path / "hc.log"
+    assert main(["not-a-url", "--log-file", str(log)]) == 1
+    assert log.read_text().split()[1:] == ["000", "not-a-url"]
 
 
 def test_lines_are_appended(server: str, tmp_path: Path) -> None:
     log = tmp_path / "hc.log"
+    log.write_text("earlier line\n")
     main([f"{server}/200", "--log-file", str(log)])
     main([f"{server}/500", "--log-file", str(log)])
-    assert [line.split()[1] for line in log.read_text().splitlines()] == ["200", "500"]
+    main([refused_url(), "--log-file", str(log)])
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier line"
+    assert [line.split()[1] for line in lines[1:]] == ["200", "500", "000"]
+
+
+def test_default_log_file_is_in_the_working_directory(server: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    main([f"{server}/200"])
+    assert (tmp_path / "healthcheck.log").read_text().split()[1] == "200"
+
+
+def test_unwritable_log_file_still_reports(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([f"{server}/200", "--log-file", str(tmp_path / "missing" / "hc.log")]) == 0
+    captured = capsys.readouterr()
+    assert " 200 " in captured.out and "cannot append" in captured.err

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -15,31 +18,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_command() -> list[str]:
+    """The installed console script when there is one, else the module."""
+    script = Path(sys.executable).with_name("webapp-serve")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("webapp-serve")
+    return [found] if found else [sys.executable, "-m", "webapp.serve"]
+
+
+def wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 8.0) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return str(r.read().decode())
+        except OSError:
+            assert proc.poll() is None, "webapp-serve exited early"
+            assert time.monotonic() < deadline, f"webapp-serve did not answer within {seconds} s"
+            time.sleep(0.05)
+
+
 def test_serve_answers_and_stops_on_sigterm() -> None:
     port = free_port()
     env = {**os.environ, "APP_PORT": str(port), "APP_MESSAGE": "served", "APP_RELEASE_ID": "r-serve"}
-    proc = subprocess.Popen([sys.executable, "-m", "webapp.serve"], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(serve_command(), env=env, stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                    assert r.read().decode() == "served"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "webapp-serve did not answer within 10 s"
-                time.sleep(0.1)
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-        assert proc.returncode == 0
-        first = json.loads(out.splitlines()[0])
-        assert first["msg"] == "starting" and first["port"] == port and first["release"] == "r-serve"
+        assert wait_for(f"http://127.0.0.1:{port}/", proc) == "served"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=5)
     finally:
         proc.kill()
+        proc.wait()
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    first = lines[0]
+    assert first["msg"] == "starting"
+    assert (first["bind"], first["port"], first["release"]) == ("127.0.0.1", port, "r-serve")
+    assert first["version"]
+    assert any(line.get("route") == "/" and line.get("status") == 200 for line in lines)
+    assert lines[-1]["msg"] == "stopping"
 
 
 def test_serve_refuses_a_bad_port() -> None:
-    proc = subprocess.run([sys.executable, "-m", "webapp.serve"], env={**os.environ, "APP_PORT": "nope"},
+    proc = subprocess.run(serve_command(), env={**os.environ, "APP_PORT": "nope"},
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2
-    assert "APP_PORT" in proc.stdout
+    [line] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert line["level"] == "error" and "APP_PORT" in line["msg"]

@@ -2,7 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("webapp")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+FALLBACK_VERSION = "0.0.0+unknown"
+
+
+def package_version(name: str = "webapp") -> str:
+    """The installed version of `name`, or FALLBACK_VERSION from a bare source tree."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return FALLBACK_VERSION
+
+
+__version__ = package_version()

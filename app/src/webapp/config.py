@@ -1,4 +1,4 @@
-"""Configuration from the environment."""
+"""Configuration, read once from the environment into a frozen dataclass."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ from pathlib import Path
 
 from webapp import __version__
 
+UNKNOWN_RELEASE = "unknown"
+
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, str(default))
+    raw = env.get(name)
+    if raw is None:
+        return default
     try:
-        value = int(raw)
+        value = int(raw.strip())
     except ValueError:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
     if not low <= value <= high:
@@ -22,29 +26,39 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def read_release_id(path: str) -> str:
+    """The "release_id" of a release.json, or a ValueError naming APP_RELEASE_FILE."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"APP_RELEASE_FILE {path!r} cannot be read as JSON: {err}") from None
+    release = data.get("release_id") if isinstance(data, dict) else None
+    if not isinstance(release, str) or not release:
+        raise ValueError(f"APP_RELEASE_FILE {path!r} has no non-empty string \"release_id\"")
+    return release
+
+
 def _release(env: Mapping[str, str]) -> str:
     if env.get("APP_RELEASE_ID"):
         return env["APP_RELEASE_ID"]
     path = env.get("APP_RELEASE_FILE")
-    if not path:
-        return "unknown"
-    try:
-        return str(json.loads(Path(path).read_text())["release_id"])
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"APP_RELEASE_FILE {path!r} has no readable release_id: {err}") from None
+    return read_release_id(path) if path else UNKNOWN_RELEASE
 
 
 @dataclass(frozen=True)
 class Config:
+    """Everything the app and its server need; immutable once loaded."""
+
     message: str = "Hello, World!"
     bind: str = "127.0.0.1"
     port: int = 8000
     threads: int = 4
     version: str = __version__
-    release: str = "unknown"
+    release: str = UNKNOWN_RELEASE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Load from `env` (default: os.environ); a bad value raises ValueError naming it."""
         env = os.environ if env is None else env
         return cls(
             message=env.get("APP_MESSAGE", cls.message),

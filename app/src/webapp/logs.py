@@ -1,33 +1,74 @@
-"""JSON log lines on stdout, one object per line (journald keeps them)."""
+"""JSON logs: one object per line on stdout (journald keeps them), and the access log."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from datetime import datetime, timezone
+import uuid
+from datetime import UTC, datetime
+from typing import TextIO
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+from flask import Request, Response
+
+from webapp.metrics import route_label
+
+ACCESS_LOGGER = "webapp.access"
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII, no spaces, bounded
 
 
 class JsonFormatter(logging.Formatter):
+    """ts (ISO-8601 UTC), level, logger, msg, then any `extra=` fields of the record."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        line.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
 
 
-def configure(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send every log record, as JSON, to `stream` (default: stdout) and nowhere else."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
+
+
+def client_addr(request: Request) -> str:
+    """The first hop of X-Forwarded-For, else X-Real-IP, else the peer address."""
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    return forwarded or request.headers.get("X-Real-IP", "").strip() or request.remote_addr or ""
+
+
+def request_id(request: Request) -> str:
+    """The caller's X-Request-ID when it is sane, else a new uuid4 hex."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def access(request: Request, response: Response, seconds: float, rid: str) -> None:
+    """Log the access line of one answered request."""
+    logging.getLogger(ACCESS_LOGGER).info(
+        "%s %s %s", request.method, request.path, response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route_label(request),
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3),
+            "remote_addr": client_addr(request),
+            "user_agent": request.headers.get("User-Agent", ""),
+            "request_id": rid,
+        },
+    )
