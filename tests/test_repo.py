@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+BIN = Path(sys.executable).parent  # the virtual environment's ansible commands
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def load(path: Path):
@@ -56,7 +58,7 @@ def test_main_is_a_table_of_contents(role):
 
 def inventory(env: str) -> dict:
     out = subprocess.run(
-        ["ansible-inventory", "-i", str(ROOT / "inventories" / env), "--list"],
+        [str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / env), "--list"],
         check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
     ).stdout
     return json.loads(out)
@@ -84,7 +86,7 @@ def test_remote_inventories_hold_placeholders_only(env):
 @pytest.mark.parametrize("env", ["staging", "production", "lab"])
 def test_site_lists_hosts(env):
     out = subprocess.run(
-        ["ansible-playbook", "-i", str(ROOT / "inventories" / env), "site.yml", "--list-hosts"],
+        [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / env), "site.yml", "--list-hosts"],
         check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
     ).stdout
     inv = inventory(env)

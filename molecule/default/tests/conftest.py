@@ -36,7 +36,8 @@ _VARS = (
 
 @functools.cache
 def _all_vars() -> dict[str, dict]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     out = subprocess.run(
         ["ansible", "-i", INVENTORY, "all", "--one-line", "-m", "ansible.builtin.debug", "-a", f"msg={_VARS}"],
         check=True, capture_output=True, text=True, env=env, cwd=PROJECT,
@@ -46,7 +47,7 @@ def _all_vars() -> dict[str, dict]:
     for line in out.splitlines():
         name, sep, result = line.partition(" | SUCCESS => ")
         if sep:
-            found[name] = json.loads(result)["msg"]
+            found[name] = json.JSONDecoder().raw_decode(result)[0]["msg"]
     return found
 
 
