@@ -27,6 +27,7 @@ INVENTORY = str(PROJECT / "inventories" / "lab")
 # reader does not template, and the lab inventory computes addresses from LAB_NET).
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
+    " 'deploy_env': deploy_env,"
     " 'ansible_user': ansible_user | default('root'),"
     " 'key': ansible_ssh_private_key_file | default(''),"
     " 'app_base_port': app_base_port | default(8000), 'app_instances': app_instances | default(2),"
@@ -107,7 +108,7 @@ def journal(host, unit: str, lines: int = 30) -> str:
     return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def infra():
     """testinfra host for an inventory name."""
     return testinfra_host
