@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -82,3 +83,11 @@ def test_lb_spreads_requests_over_every_instance(infra, name):
     }
     expected = {f"{address(h)}:{p}" for h, p in APP_INSTANCES}
     assert served == expected
+
+
+@pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
+def test_app_unit_is_sandboxed(infra, name, port):
+    out = infra(name).check_output(f"systemd-analyze security --no-pager webapp@{port}.service")
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    assert found, out
+    assert float(found.group(1)) <= 2.0, out
