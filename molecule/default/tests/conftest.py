@@ -31,7 +31,10 @@ _VARS = (
     " 'ansible_user': ansible_user | default('root'),"
     " 'key': ansible_ssh_private_key_file | default(''),"
     " 'app_base_port': app_base_port | default(8000), 'app_instances': app_instances | default(2),"
-    " 'nginx_listen_port': nginx_listen_port | default(80)} }}"
+    " 'nginx_listen_port': nginx_listen_port | default(80),"
+    " 'node_exporter_port': node_exporter_port | default(9100),"
+    " 'nginx_exporter_port': nginx_exporter_port | default(9113),"
+    " 'prometheus_port': prometheus_port | default(9090)} }}"
 )
 
 
@@ -86,6 +89,11 @@ def app_instances() -> list[tuple[str, int]]:
 
 def lb_port(name: str) -> int:
     return int(hostvars(name)["nginx_listen_port"])
+
+
+def port(name: str, var: str) -> int:
+    """A port from the inventory, with the defaults playbooks/monitoring.yml uses."""
+    return int(hostvars(name)[var])
 
 
 @dataclass

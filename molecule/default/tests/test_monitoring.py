@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT, address, app_instances, get, hosts, hostvars, journal, lb_port
+from conftest import PROJECT, address, app_instances, get, hosts, hostvars, journal, lb_port, port
 
 MONITORING = hosts("monitoring")
 DASHBOARDS = sorted((PROJECT / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
@@ -20,15 +20,15 @@ VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$env": ".*", "$host
 
 
 def expected_targets() -> list[tuple[str, str]]:
-    targets = [("node", f"{h}:9100") for h in hosts("all")]
+    targets = [("node", f"{h}:{port(h, 'node_exporter_port')}") for h in hosts("all")]
     targets += [("app", f"{h}:{p}") for h, p in app_instances()]
-    targets += [("nginx", f"{h}:9113") for h in hosts("lb")]
-    targets += [("prometheus", f"{h}:9090") for h in MONITORING]
+    targets += [("nginx", f"{h}:{port(h, 'nginx_exporter_port')}") for h in hosts("lb")]
+    targets += [("prometheus", f"{h}:{port(h, 'prometheus_port')}") for h in MONITORING]
     return targets
 
 
 def prometheus_url(name: str) -> str:
-    return f"http://{address(name)}:9090"
+    return f"http://{address(name)}:{port(name, 'prometheus_port')}"
 
 
 def query(name: str, expr: str) -> list[dict]:
@@ -99,15 +99,15 @@ def test_target_is_up(name, job, instance):
 
 @pytest.mark.parametrize("name", hosts("all"))
 def test_node_exporter_listens_on_the_internal_address_only(infra, name):
-    host = infra(name)
-    assert host.socket(f"tcp://{address(name)}:9100").is_listening, journal(host, "prometheus-node-exporter")
-    assert not host.socket("tcp://0.0.0.0:9100").is_listening
-    assert not host.socket("tcp://127.0.0.1:9100").is_listening
+    host, p = infra(name), port(name, "node_exporter_port")
+    assert host.socket(f"tcp://{address(name)}:{p}").is_listening, journal(host, "prometheus-node-exporter")
+    assert not host.socket(f"tcp://0.0.0.0:{p}").is_listening
+    assert not host.socket(f"tcp://127.0.0.1:{p}").is_listening
 
 
 @pytest.mark.parametrize("name", hosts("lb"))
 def test_nginx_exporter_reads_stub_status(name):
-    text = get(f"http://{address(name)}:9113/metrics").body
+    text = get(f"http://{address(name)}:{port(name, 'nginx_exporter_port')}/metrics").body
     assert re.search(r"^nginx_up 1$", text, re.M), text[:500]
 
 
