@@ -7,7 +7,10 @@ index. A build is keyed by a hash of its sources: building the same sources agai
 reuses the existing release, so a re-run of the deploy changes nothing.
 
 Prints one JSON object on stdout: release_id, artifact, artifact_sha256, version,
-git_revision, build_time, python, changed.
+git_revision, build_time, python, tests, changed.
+
+`--artifact PATH` describes an artifact built before (by this script, on this or another
+controller) instead of building: "build once, deploy the same artifact everywhere".
 """
 
 from __future__ import annotations
@@ -87,6 +90,27 @@ def run_tests(project: Path) -> None:
         raise SystemExit("the app's tests failed: this build is not shipped")
 
 
+def describe(artifact: Path) -> dict[str, object]:
+    """The JSON of an existing artifact, read from its manifest, checked wheel by wheel."""
+    try:
+        with tarfile.open(artifact, "r:gz") as tar:
+            member = tar.extractfile("manifest.json")
+            if member is None:
+                raise KeyError("manifest.json")
+            manifest = json.loads(member.read())
+            names = {m.name for m in tar.getmembers() if m.isfile()}
+    except (OSError, KeyError, tarfile.TarError, json.JSONDecodeError) as err:
+        raise SystemExit(f"{artifact} is not a release artifact: {err}") from None
+    missing = sorted(f"wheels/{w}" for w in manifest.get("wheels", {}) if f"wheels/{w}" not in names)
+    if missing or not manifest.get("release_id"):
+        raise SystemExit(f"{artifact} is incomplete: missing {missing or 'release_id'}")
+    expected = f"webapp-{manifest['release_id']}.tar.gz"
+    if artifact.name != expected:
+        raise SystemExit(f"{artifact} holds release {manifest['release_id']}: its name must be {expected}")
+    manifest.setdefault("tests", "unknown")
+    return {**manifest, "artifact": str(artifact), "artifact_sha256": sha256_file(artifact)}
+
+
 def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
     if tests:
         run_tests(project)
@@ -113,6 +137,7 @@ def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
             "git_dirty": bool(git(project, "status", "--porcelain", "--", "app", "requirements.txt")),
             "build_time": now.isoformat(timespec="seconds"),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "tests": "passed" if tests else "skipped",
             "wheels": {w.name: sha256_file(w) for w in sorted(wheels.iterdir())},
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -139,15 +164,21 @@ def main() -> None:
     parser.add_argument("--no-tests", action="store_true", help="skip the app's tests (never for a release)")
     parser.add_argument("--force", action="store_true", help="build a new release even if the sources are unchanged")
     parser.add_argument("--keep", type=int, default=10, help="artifacts kept on the controller")
+    parser.add_argument("--artifact", type=Path, help="describe this existing artifact instead of building")
     args = parser.parse_args()
+    if args.artifact:
+        entry = describe(args.artifact.resolve())
+        print(json.dumps({k: str(v) for k, v in entry.items() if k != "wheels"} | {"changed": False}))
+        return
     project = args.project.resolve()
     out = (args.out or project / "build" / "releases").resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    key = source_hash(project)
+    # An untested build is never handed out for a tested one (and the other way round).
+    key = source_hash(project) + ("-untested" if args.no_tests else "")
     index = load_index(out)
     entry = index.get(key)
-    if entry and not args.force and Path(entry["artifact"]).is_file() \
+    if entry and not args.force and "tests" in entry and Path(entry["artifact"]).is_file() \
             and sha256_file(Path(entry["artifact"])) == entry["artifact_sha256"]:
         print(json.dumps({**entry, "changed": False}))
         return
