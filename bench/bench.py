@@ -74,13 +74,17 @@ def build_new_release() -> str:
     return json.loads(out)["artifact"]
 
 
-def under_load(url: str, workers: int, max_seconds: float, *args: str) -> Round:
-    """Run a playbook while the load generator runs; settle a second on either side."""
-    load = loadgen.Load(url, workers=workers, max_seconds=max_seconds).start()
+def under_load(opts: argparse.Namespace, url: str, *args: str) -> Round:
+    """Run a playbook while the load generator runs; settle a second on either side.
+    Exits when the load stopped at one of its bounds before the playbook ended."""
+    load = loadgen.Load(url, workers=opts.workers, interval=opts.interval,
+                        max_seconds=opts.max_seconds, max_requests=opts.max_requests).start()
     time.sleep(1)
     wall = playbook(*args)
     time.sleep(1)
     result = load.stop()
+    if result.requests >= opts.max_requests or result.wall >= opts.max_seconds:
+        raise SystemExit(f"bench: the load reached its bound before {args[0]} ended; raise --max-requests/--max-seconds")
     return Round(wall, result.summary())
 
 
@@ -96,6 +100,7 @@ def row(name: str, rounds: list[Round]) -> list[str]:
         str(sum(int(r.summary["failed"]) for r in rounds)),
         f"{med('p50_ms'):.2f}",
         f"{med('p99_ms'):.2f}",
+        f"{med('rps'):.0f}",
     ]
 
 
@@ -103,7 +108,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4, help="load generator threads")
-    parser.add_argument("--max-seconds", type=float, default=300, help="bound of each load run")
+    parser.add_argument("--interval", type=float, default=0.005, help="seconds between a thread's requests")
+    parser.add_argument("--max-seconds", type=float, default=600, help="time bound of each load run")
+    parser.add_argument("--max-requests", type=int, default=1_000_000, help="count bound of each load run")
     args = parser.parse_args()
 
     url = lb_url()
@@ -115,17 +122,16 @@ def main() -> int:
     for n in range(1, args.rounds + 1):
         artifact = build_new_release()
         print(f"bench: round {n}: deploy {Path(artifact).name}", file=sys.stderr)
-        deploys.append(under_load(url, args.workers, args.max_seconds,
-                                  "playbooks/deploy.yml", "-e", f"webapp_artifact={artifact}"))
+        deploys.append(under_load(args, url, "playbooks/deploy.yml", "-e", f"webapp_artifact={artifact}"))
         print(f"bench: round {n}: rollback", file=sys.stderr)
-        rollbacks.append(under_load(url, args.workers, args.max_seconds, "playbooks/rollback.yml"))
+        rollbacks.append(under_load(args, url, "playbooks/rollback.yml"))
     rerun = [playbook("site.yml") for _ in range(args.rounds)]
 
-    header = ["operation", "rounds", "wall s (median)", "requests", "failed", "p50 ms", "p99 ms"]
+    header = ["operation", "rounds", "wall s (median)", "requests", "failed", "p50 ms", "p99 ms", "req/s"]
     rows = [
         row("rolling deploy of a new release", deploys),
         row("rollback to the previous release", rollbacks),
-        ["no-change re-run of site.yml", str(len(rerun)), f"{statistics.median(rerun):.1f}", "-", "-", "-", "-"],
+        ["no-change re-run of site.yml", str(len(rerun)), f"{statistics.median(rerun):.1f}", "-", "-", "-", "-", "-"],
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for i, r in enumerate([header, *rows]):
