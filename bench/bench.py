@@ -58,12 +58,12 @@ def playbook(*args: str) -> float:
 def lb_url() -> str:
     out = subprocess.run(
         [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / "lab"), "lb", "--one-line", "-m",
-         "ansible.builtin.debug", "-a", "msg={{ internal_address }}:{{ nginx_listen_port | default(80) }}"],
+         "ansible.builtin.debug", "-a", "msg={{ ('https://' ~ internal_address ~ ':' ~ nginx_tls_port | default(443))"
+         " if nginx_tls_certificate | default('') else ('http://' ~ internal_address ~ ':' ~ nginx_listen_port | default(80)) }}/"],
         cwd=ROOT, env=env(), capture_output=True, text=True, check=True,
     ).stdout
     first = out.splitlines()[0]
-    address = json.loads(first.split("=>", 1)[1])["msg"]
-    return f"http://{address}/"
+    return json.loads(first.split("=>", 1)[1])["msg"]
 
 
 def build_new_release() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,109 @@ def test_site_lists_hosts(env):
     for group in ("app", "lb"):
         for host in inv[group]["hosts"]:
             assert host in out
+
+
+# One wrong value per case: (role, variables, words the error must contain). Each role also
+# gets the required values it needs, so only the wrong one can fail.
+REQUIRED = {
+    "app": {"app_release": {"release_id": "20260101T000000Z-abc1234", "artifact": "/tmp/webapp.tar.gz",
+                            "artifact_sha256": "0" * 64, "version": "1.0.0", "git_revision": "abc1234",
+                            "build_time": "2026-01-01T00:00:00Z", "python": "3.11", "tests": "passed"}},
+    "grafana": {"grafana_prometheus_url": "http://192.0.2.14:9090"},
+}
+BAD_VALUES = [
+    ("app", {"app_instances": "two"}, ["app_instances", "int"]),
+    ("app", {"app_release": None}, ["app_release"]),
+    ("nginx", {"nginx_listen_port": "eighty"}, ["nginx_listen_port", "int"]),
+    ("nginx", {"nginx_tls_protocols": ["TLSv1.1"]}, ["nginx_tls_protocols", "TLSv1.1"]),
+    ("nginx", {"nginx_proxy_next_upstream": ["error", "http_418"]}, ["nginx_proxy_next_upstream", "http_418"]),
+    ("node_exporter", {"node_exporter_port": "x"}, ["node_exporter_port", "int"]),
+    ("prometheus", {"prometheus_alert_error_ratio": "high"}, ["prometheus_alert_error_ratio", "float"]),
+    ("grafana", {"grafana_install_method": "pip"}, ["grafana_install_method", "pip"]),
+    ("grafana", {"grafana_prometheus_url": None}, ["grafana_prometheus_url"]),
+    ("firewall", {"firewall_ssh_port": "ssh"}, ["firewall_ssh_port", "int"]),
+    ("firewall", {"firewall_services": [{"port": 8000}]}, ["name", "firewall_services"]),
+]
+
+
+def run_role(tmp_path: Path, role: str, variables: dict, *args: str) -> subprocess.CompletedProcess[str]:
+    """The role on the controller itself (connection local), with the given variables."""
+    merged = {**REQUIRED.get(role, {}), **variables}
+    play = [{"name": "Probe the role's argument spec", "hosts": "localhost", "connection": "local",
+             "gather_facts": False, "roles": [{"role": role, "vars": {k: v for k, v in merged.items() if v is not None}}]}]
+    path = tmp_path / "probe.yml"
+    path.write_text(yaml.safe_dump(play))
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(path), *args],
+        capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(("role", "variables", "words"), BAD_VALUES, ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_wrong_value_fails_before_any_task_naming_the_variable(tmp_path, role, variables, words):
+    # --check and only the role's preflight tags: should the spec ever let the value through,
+    # nothing but read-only checks could run on this machine.
+    proc = run_role(tmp_path, role, variables, "--check", "--tags", f"{role}_preflight")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    failed = re.search(r"TASK \[([^\]]*)\][^\n]*\n(?:(?!TASK \[).)*?fatal: \[localhost\]", out, re.S)
+    assert failed and "Validating arguments against arg spec" in failed.group(1), out[-3000:]
+    message = out[failed.end():]
+    for word in words:
+        assert word in message, message[:3000]
+    assert re.search(r"localhost\s+: ok=0 ", out), out[-1000:]
+
+
+@pytest.mark.parametrize("role", sorted({r for r, _, _ in BAD_VALUES}))
+def test_good_values_pass_the_argument_spec(tmp_path, role):
+    # Only the spec runs (its task is tagged always): the cases above fail on their wrong value alone.
+    proc = run_role(tmp_path, role, {}, "--tags", "argument-spec-only")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def preflight(env: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """playbooks/preflight.yml against an inventory: assertions only, no host is contacted."""
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / env), "playbooks/preflight.yml", *args],
+        capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT,
+    )
+
+
+def test_production_without_its_vault_fails_preflight():
+    proc = preflight("production")
+    assert proc.returncode != 0
+    assert "Grafana admin password is not set for mon1.production.example.invalid" in proc.stdout, proc.stdout[-3000:]
+    assert "inventories/production/group_vars/monitoring/vault.yml" in proc.stdout
+
+
+@pytest.mark.parametrize("password", ["admin", "change-me"])
+def test_production_with_a_well_known_grafana_password_fails_preflight(password):
+    proc = preflight("production", "-e", f"vault_grafana_admin_password={password}")
+    assert proc.returncode != 0
+    assert "Grafana admin password is a well-known default" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_staging_may_keep_a_simple_grafana_password_and_production_a_real_one_passes():
+    assert preflight("staging", "-e", "vault_grafana_admin_password=admin").returncode == 0
+    proc = preflight("production", "-e", "vault_grafana_admin_password=a-real-secret-0123")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize(("variables", "host", "words"), [
+    ({"nginx_exporter_port": 9100}, "lb1", ["9100 (node_exporter, nginx exporter)"]),
+    ({"app_spare_port": 8001}, "app1", ["8001 (app instance 8001, app pre-check)"]),
+    ({"prometheus_port": 3000}, "mon1", ["3000 (prometheus, grafana)"]),
+    ({"nginx_tls_port": 80}, "lb1", ["80 (nginx http, nginx https)"]),
+])
+def test_ports_that_collide_on_a_host_fail_preflight(variables, host, words):
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e", json.dumps(variables))
+    assert proc.returncode != 0
+    assert f"On {host}.staging.example.invalid, more than one service would listen on the same port" in proc.stdout
+    for word in words:
+        assert word in proc.stdout, proc.stdout[-3000:]
+
+
+def test_no_app_instance_fails_preflight():
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e", "app_instances=0")
+    assert proc.returncode != 0
+    assert "app_instances must be at least 1 on app1.staging.example.invalid" in proc.stdout, proc.stdout[-3000:]

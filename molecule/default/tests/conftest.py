@@ -9,7 +9,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import shlex
+import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,7 +38,10 @@ _VARS = (
     " 'nginx_listen_port': nginx_listen_port | default(80),"
     " 'node_exporter_port': node_exporter_port | default(9100),"
     " 'nginx_exporter_port': nginx_exporter_port | default(9113),"
-    " 'prometheus_port': prometheus_port | default(9090)} }}"
+    " 'prometheus_port': prometheus_port | default(9090),"
+    " 'nginx_tls_certificate': nginx_tls_certificate | default(''), 'nginx_tls_port': nginx_tls_port | default(443),"
+    " 'grafana_port': grafana_port | default(3000), 'grafana_enabled': grafana_enabled | default(true) | bool,"
+    " 'loki_http_port': loki_http_port | default(3100), 'admin_networks': admin_networks | default([])} }}"
 )
 
 
@@ -96,6 +103,19 @@ def port(name: str, var: str) -> int:
     return int(hostvars(name)[var])
 
 
+def lb_url(name: str, path: str = "/") -> str:
+    """The load balancer's URL as clients use it: HTTPS when the inventory gives it a certificate."""
+    v = hostvars(name)
+    if v["nginx_tls_certificate"]:
+        return f"https://{address(name)}:{int(v['nginx_tls_port'])}{path}"
+    return f"http://{address(name)}:{lb_port(name)}{path}"
+
+
+# The lab's certificates are self-signed: plain requests skip verification, and the TLS
+# tests verify against each host's own certificate.
+_LAB_TLS = ssl._create_unverified_context()  # noqa: S323 (lab hosts only)
+
+
 @dataclass
 class Answer:
     status: int
@@ -105,11 +125,47 @@ class Answer:
 
 def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> Answer:
     req = urllib.request.Request(url, headers=headers or {})
+    context = _LAB_TLS if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (lab addresses only)
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310 (lab addresses only)
             return Answer(resp.status, resp.read().decode(), dict(resp.headers))
     except urllib.error.HTTPError as err:
         return Answer(err.code, err.read().decode(errors="replace"), dict(err.headers))
+
+
+_GET_ON_HOST = """
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as r:
+        print(json.dumps([r.status, r.read().decode()]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, e.read().decode(errors="replace")]))
+"""
+
+
+def get_from(name: str, url: str, timeout: float = 5) -> Answer:
+    """GET url from the lab host `name`, for ports the firewall opens to some hosts only."""
+    result = testinfra_host(name).run(f"python3 -c {shlex.quote(_GET_ON_HOST)} {shlex.quote(url)} {timeout}")
+    if result.rc != 0:
+        return Answer(0, result.stderr.strip()[-500:], {})
+    status, body = json.loads(result.stdout)
+    return Answer(status, body, {})
+
+
+def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook against the lab inventory, from the project folder."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of a playbook's output: host -> {ok, changed, failed, ...}."""
+    found = {}
+    for name, counts in re.findall(r"^(\S+)\s+: (ok=.*)$", output, re.M):
+        found[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return found
 
 
 def journal(host, unit: str, lines: int = 30) -> str:
@@ -120,3 +176,19 @@ def journal(host, unit: str, lines: int = 30) -> str:
 def infra():
     """testinfra host for an inventory name."""
     return testinfra_host
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "disruptive(order): changes the lab (faults, other settings) and puts it back; runs after every other test, by order",
+    )
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked disruptive run last, in the order their marker gives (stable otherwise)."""
+    def rank(item):
+        marker = item.get_closest_marker("disruptive")
+        return (1, marker.args[0] if marker.args else 0) if marker else (0, 0)
+
+    items.sort(key=rank)

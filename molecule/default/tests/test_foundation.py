@@ -7,7 +7,7 @@ import re
 import uuid
 
 import pytest
-from conftest import address, app_instances, get, hosts, journal, lb_port
+from conftest import address, app_instances, get, get_from, hosts, journal, lb_url
 
 APP_INSTANCES = app_instances()
 LBS = hosts("lb")
@@ -32,7 +32,8 @@ def test_app_instance_listens_on_its_port(infra, name, port):
 
 @pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
 def test_app_instance_answers_health(infra, name, port):
-    answer = get(f"http://{address(name)}:{port}/health")
+    # From a load balancer: the firewall opens app ports to lb and monitoring hosts only.
+    answer = get_from(LBS[0], f"http://{address(name)}:{port}/health")
     assert answer.status == 200, journal(infra(name), f"webapp@{port}")
     health = json.loads(answer.body)
     assert health["status"] == "ok"
@@ -57,7 +58,7 @@ def test_nginx_is_running(infra, name):
 
 @pytest.mark.parametrize("name", LBS)
 def test_lb_returns_the_message(name):
-    answer = get(f"http://{address(name)}:{lb_port(name)}/")
+    answer = get(lb_url(name))
     assert answer.status == 200
     assert answer.body == "Hello, World!"
 
@@ -65,7 +66,7 @@ def test_lb_returns_the_message(name):
 @pytest.mark.parametrize("name", LBS)
 @pytest.mark.parametrize("path", ["/metrics", "/health", "/metrics/", "/health?x=1"])
 def test_internal_paths_are_not_reachable_through_lb(name, path):
-    answer = get(f"http://{address(name)}:{lb_port(name)}{path}")
+    answer = get(lb_url(name, path))
     assert answer.status == 404
     assert "app_requests_total" not in answer.body
 
@@ -74,7 +75,7 @@ def test_internal_paths_are_not_reachable_through_lb(name, path):
 def test_lb_spreads_requests_over_every_instance(infra, name):
     marker = f"spread-{uuid.uuid4().hex}"
     for _ in range(100):
-        assert get(f"http://{address(name)}:{lb_port(name)}/", headers={"User-Agent": marker}).status == 200
+        assert get(lb_url(name), headers={"User-Agent": marker}).status == 200
     log = infra(name).file("/var/log/nginx/access.log").content_string
     served = {
         json.loads(line)["upstream_addr"]

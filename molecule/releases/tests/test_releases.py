@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PROJECT, address, app_instances, hosts, lb_port
+from conftest import INVENTORY, PROJECT, address, app_instances, hosts
+from conftest import lb_url as lb_url_of
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
@@ -77,8 +78,7 @@ def current(host: str, infra) -> str:
 
 
 def lb_url() -> str:
-    lb = hosts("lb")[0]
-    return f"http://{address(lb)}:{lb_port(lb)}/"
+    return lb_url_of(hosts("lb")[0])  # https when the inventory gives the load balancer a certificate
 
 
 def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:

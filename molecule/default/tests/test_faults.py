@@ -1,0 +1,178 @@
+"""Faults operators meet, on the lab, under load through the load balancer.
+
+Every test here is marked disruptive: they run after all other tests, in the order of
+their marker, and each leaves the lab as it found it. Load goes only to the lab's load
+balancer, bounded in time and count (bench/loadgen.py); the figures of each run are
+printed (pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from conftest import PROJECT, address, app_ports, get, get_from, hosts, journal, lb_url, playbook, port, recap
+
+sys.path.insert(0, str(PROJECT / "bench"))
+import loadgen  # noqa: E402
+
+LB = hosts("lb")[0]
+MONITORING = hosts("monitoring")
+WORKERS = 4
+# A whole app host stopped under load: at most one failed request per client connection,
+# the request in flight when the host went away, and only within HOST_STOP_SETTLE seconds
+# of the stop. Nginx retries a failed backend on the next one (proxy_next_upstream, 1 s
+# connect timeout) and takes it out of rotation for 5 s, so in practice none fail.
+HOST_STOP_MAX_FAILED = WORKERS
+HOST_STOP_SETTLE = 10.0
+
+
+def load() -> loadgen.Load:
+    """Steady load through the load balancer: WORKERS connections, about 100 requests/s each at most."""
+    return loadgen.Load(lb_url(LB), workers=WORKERS, interval=0.01, max_seconds=600, max_requests=500_000)
+
+
+def main_pid(host, unit: str) -> str:
+    return host.check_output(f"systemctl show --property MainPID --value {unit}")
+
+
+def wait_until(check, timeout: float, message) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, message() if callable(message) else message
+        time.sleep(0.5)
+
+
+def served_by(infra, backends: set[str], timeout: float = 60) -> set[str]:
+    """Send marked requests through the load balancer until every backend in `backends`
+    served one (nginx re-admits a failed backend after its fail_timeout); what served."""
+    marker = f"rejoin-{uuid.uuid4().hex}"
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not backends <= seen and time.monotonic() < deadline:
+        for _ in range(20):
+            get(lb_url(LB), headers={"User-Agent": marker})
+        log = infra(LB).check_output(f"grep -F {marker} /var/log/nginx/access.log || true")
+        seen |= {json.loads(line)["upstream_addr"].split(", ")[-1] for line in log.splitlines() if line}
+        time.sleep(1)
+    return seen
+
+
+@pytest.mark.disruptive(10)
+def test_check_diff_on_the_converged_lab_reports_no_change_and_no_failure():
+    proc = playbook("site.yml", "--check", "--diff")
+    counts = recap(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert set(hosts("all")) <= set(counts), proc.stdout[-3000:]
+    noisy = {h: c for h, c in counts.items() if c["changed"] or c["failed"] or c["unreachable"]}
+    assert not noisy, f"{noisy}\n{proc.stdout[-5000:]}"
+
+
+@pytest.mark.disruptive(20)
+def test_invalid_nginx_configuration_fails_the_play_and_nginx_keeps_serving(infra):
+    host = infra(LB)
+    before = host.file("/etc/nginx/nginx.conf").sha256sum
+    master = main_pid(host, "nginx")
+    # A typo an operator could make: nginx, not Ansible, knows it is wrong.
+    with load() as running:
+        proc = playbook("playbooks/lb.yml", "-e", json.dumps({"nginx_proxy_connect_timeout": "1 s"}))
+    result = running.result
+    print(f"invalid nginx configuration, load during the play: {result.summary()}")
+    assert proc.returncode != 0
+    assert 'invalid number of arguments in "proxy_connect_timeout" directive' in proc.stdout, proc.stdout[-3000:]
+    assert host.file("/etc/nginx/nginx.conf").sha256sum == before
+    assert main_pid(host, "nginx") == master, journal(host, "nginx")
+    assert result.requests > 50 and result.failures == [], result.summary()
+    answer = get(lb_url(LB))
+    assert (answer.status, answer.body) == (200, "Hello, World!")
+
+
+@pytest.mark.disruptive(21)
+@pytest.mark.parametrize(("variable", "value"), [
+    ("prometheus_alert_instance_down_for", "1 minute"),  # in the alert rules
+    ("prometheus_scrape_interval", "15 seconds"),  # in prometheus.yml
+])
+@pytest.mark.parametrize("name", MONITORING)
+def test_invalid_prometheus_configuration_fails_the_play_and_prometheus_keeps_running(infra, name, variable, value):
+    host = infra(name)
+    files = ["/etc/prometheus/prometheus.yml", "/etc/prometheus/rules/webapp.rules.yml"]
+    before = {f: host.file(f).sha256sum for f in files}
+    pid = main_pid(host, "prometheus")
+    api = f"http://{address(name)}:{port(name, 'prometheus_port')}"
+
+    def reloaded_at() -> str:
+        body = json.loads(get(f"{api}/api/v1/query?query=prometheus_config_last_reload_success_timestamp_seconds").body)
+        return body["data"]["result"][0]["value"][1]
+
+    last_reload = reloaded_at()
+    proc = playbook("playbooks/monitoring.yml", "--limit", name, "--tags", "prometheus", "-e", json.dumps({variable: value}))
+    assert proc.returncode != 0
+    assert f'not a valid duration string: "{value}"' in proc.stdout, proc.stdout[-3000:]
+    assert {f: host.file(f).sha256sum for f in files} == before
+    assert main_pid(host, "prometheus") == pid, journal(host, "prometheus")
+    assert get(f"{api}/-/ready").status == 200
+    assert reloaded_at() == last_reload, "Prometheus reloaded although its new configuration was refused"
+
+
+@pytest.mark.disruptive(30)
+@pytest.mark.parametrize("name", hosts("app"))
+def test_killed_instance_is_restarted_and_no_request_fails(infra, name):
+    host = infra(name)
+    instance = app_ports(name)[0]
+    unit = f"webapp@{instance}"
+    pid = main_pid(host, unit)
+    restarts = int(host.check_output(f"systemctl show --property NRestarts --value {unit}"))
+    with load() as running:
+        time.sleep(2)
+        host.check_output(f"kill -KILL {pid}")
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: main_pid(host, unit) not in ("0", pid)
+            and get_from(LB, f"http://{address(name)}:{instance}/health").status == 200,
+            30, lambda: journal(host, unit),
+        )
+        restarted_after = time.monotonic() - killed_at
+        time.sleep(3)
+    result = running.result
+    print(f"kill -9 {name} {unit}: back after {restarted_after:.1f} s; load: {result.summary()}")
+    assert int(host.check_output(f"systemctl show --property NRestarts --value {unit}")) == restarts + 1
+    assert result.requests > 100 and result.failures == [], result.summary()
+    backend = f"{address(name)}:{instance}"
+    assert backend in served_by(infra, {backend}), f"{backend} is not served by the load balancer again"
+
+
+@pytest.mark.disruptive(40)
+def test_stopped_app_host_fails_a_bounded_number_of_requests_then_none_and_rejoins(infra):
+    victim = hosts("app")[-1]
+    lab = str(PROJECT / "lab" / "lab")
+    backends = {f"{address(victim)}:{p}" for p in app_ports(victim)}
+    with load() as running:
+        time.sleep(3)
+        stopped_at = time.monotonic()
+        subprocess.run([lab, "stop", victim], check=True, env=os.environ, capture_output=True, timeout=60)
+        time.sleep(20)
+        subprocess.run([lab, "start", victim], check=True, env=os.environ, capture_output=True, timeout=180)
+        for p in app_ports(victim):
+            wait_until(lambda p=p: get_from(LB, f"http://{address(victim)}:{p}/health").status == 200,
+                       90, lambda p=p: journal(infra(victim), f"webapp@{p}"))
+        rejoined = served_by(infra, backends)
+        time.sleep(3)
+    result = running.result
+    before = [s for s in result.failures if s.start < stopped_at]
+    settling = [s for s in result.failures if stopped_at <= s.start < stopped_at + HOST_STOP_SETTLE]
+    after = [s for s in result.failures if s.start >= stopped_at + HOST_STOP_SETTLE]
+    print(f"{victim} stopped for 20 s under load: {len(result.failures)} failed requests "
+          f"(bound {HOST_STOP_MAX_FAILED}, all within {HOST_STOP_SETTLE:.0f} s of the stop), slowest answer "
+          f"{max(s.latency for s in result.samples):.2f} s; load: {result.summary()}")
+    assert backends <= rejoined, f"{victim}'s instances {backends - rejoined} did not rejoin the load balancer"
+    assert not before, result.summary()
+    assert len(settling) <= HOST_STOP_MAX_FAILED, result.summary()
+    assert not after, [(round(s.start - stopped_at, 2), s.error or s.status) for s in after]
+    assert result.requests > 1000, result.summary()
+    # The host came back with its firewall: nftables.service loaded the rule set at boot.
+    assert infra(victim).run("nft list table inet webapp").rc == 0
