@@ -34,7 +34,8 @@ _VARS = (
     " 'nginx_listen_port': nginx_listen_port | default(80),"
     " 'node_exporter_port': node_exporter_port | default(9100),"
     " 'nginx_exporter_port': nginx_exporter_port | default(9113),"
-    " 'prometheus_port': prometheus_port | default(9090)} }}"
+    " 'prometheus_port': prometheus_port | default(9090),"
+    " 'loki_http_port': loki_http_port | default(3100), 'fluent_bit_forward_port': fluent_bit_forward_port | default(24224)} }}"
 )
 
 
