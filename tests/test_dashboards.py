@@ -21,9 +21,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = ROOT / "roles" / "grafana"
 DASHBOARDS = sorted((ROLE / "files" / "dashboards").glob("*.json"))
-EXPECTED_UIDS = {"webapp-app", "webapp-hosts", "webapp-lb"}
-VARIABLES = {"$env": ".*", "$host": ".*", "$__rate_interval": "1m"}
+EXPECTED_UIDS = {"webapp-app", "webapp-hosts", "webapp-lb", "webapp-logs"}
+VARIABLES = {"$env": ".*", "$host": ".*", "$__rate_interval": "1m", "$status": ".*"}
 TEMPLATE_VARIABLES = {"env": "label_values(up, env)", "host": 'label_values(up{env=~"$env"}, host)'}
+# Variables a dashboard may have besides env and host: name -> (type, custom values).
+EXTRA_VARIABLES = {"status": ("custom", "2,3,4,5")}
 
 
 def load(path: Path) -> dict:
@@ -37,12 +39,15 @@ def panels(dashboard: dict):
         yield from panel.get("panels", [])
 
 
-def dashboard_exprs():
-    """(file name, panel title, expr) of every target of every dashboard."""
+def dashboard_exprs(kind: str | None = "prometheus"):
+    """(file name, panel title, expr) of every target of every dashboard on a data source of
+    that type (None: all); Loki's LogQL targets are checked by tests/test_logging.py."""
     for path in DASHBOARDS:
         for panel in panels(load(path)):
             for target in panel.get("targets", []):
-                yield path.name, panel.get("title", ""), target.get("expr")
+                ds = target.get("datasource", panel.get("datasource")) or {}
+                if kind is None or ds.get("type") == kind:
+                    yield path.name, panel.get("title", ""), target.get("expr")
 
 
 def substituted(expr: str) -> str:
@@ -75,7 +80,7 @@ PROVISIONED = provisioned_datasources()
 
 def test_there_are_dashboards_and_a_datasource():
     assert DASHBOARDS, "no roles/grafana/files/dashboards/*.json"
-    assert PROVISIONED == {"prometheus": "prometheus"}
+    assert PROVISIONED == {"prometheus": "prometheus", "loki": "loki"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -127,7 +132,11 @@ def test_every_variable_uses_a_provisioned_datasource(path):
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_env_and_host_variables(path):
     variables = {v["name"]: v for v in load(path)["templating"]["list"]}
-    assert set(variables) == set(TEMPLATE_VARIABLES)
+    assert set(TEMPLATE_VARIABLES) <= set(variables) <= set(TEMPLATE_VARIABLES) | set(EXTRA_VARIABLES)
+    for name in set(variables) - set(TEMPLATE_VARIABLES):
+        kind, values = EXTRA_VARIABLES[name]
+        assert variables[name]["type"] == kind and variables[name]["query"] == values, variables[name]
+        assert variables[name]["allValue"] == ".*" and f"${name}" in VARIABLES
     for name, query in TEMPLATE_VARIABLES.items():
         var = variables[name]
         assert var["definition"] == query
@@ -145,7 +154,7 @@ def test_every_target_has_an_expr(path):
             assert isinstance(target.get("expr"), str) and target["expr"].strip(), f"panel {panel.get('title')!r}"
 
 
-@pytest.mark.parametrize(("name", "title", "expr"), list(dashboard_exprs()), ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(("name", "title", "expr"), list(dashboard_exprs(None)), ids=lambda v: str(v)[:40])
 def test_expr_uses_only_substitutable_variables(name, title, expr):
     used = set(re.findall(r"\$\w+", expr))
     assert used <= set(VARIABLES), f"{name} / {title}: unknown variables {used - set(VARIABLES)}"

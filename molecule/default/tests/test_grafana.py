@@ -31,6 +31,7 @@ MONITORING = hosts("monitoring")
 UNIT = "grafana-server"
 DASHBOARDS = sorted((PROJECT / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
 DATASOURCE_UID = "prometheus"
+LOKI_DATASOURCE_UID = "loki"
 NOT_DEPLOYED = (
     "Grafana is not deployed on {name} in this lab: its package comes only from Grafana's apt repository, "
     "which this machine cannot reach; set LAB_GRAFANA_DEBS=/path/to/grafana_<ver>_amd64.deb to run these tests"
@@ -126,6 +127,14 @@ def test_prometheus_datasource_answers_queries(grafana, name):
     result = json.loads(answer.body)
     assert result["status"] == "success"
     assert result["data"]["result"], "Prometheus answered through Grafana, but with no up series"
+
+
+@pytest.mark.parametrize("name", MONITORING)
+def test_loki_datasource_is_provisioned(grafana, name):
+    answer = get(f"{base_url(name)}/api/datasources/uid/{LOKI_DATASOURCE_UID}", headers=basic(*admin(name)))
+    assert answer.status == 200, answer.body
+    datasource = json.loads(answer.body)
+    assert (datasource["uid"], datasource["type"]) == (LOKI_DATASOURCE_UID, "loki")
 
 
 @pytest.mark.parametrize("name", MONITORING)

@@ -45,6 +45,9 @@ def dashboard_exprs() -> list[tuple[str, str]]:
         for panel in panels:
             walk(panel.get("panels", []), dashboard)
             for target in panel.get("targets", []):
+                # LogQL targets go to Loki, not Prometheus (test_logging.py checks them).
+                if (target.get("datasource") or panel.get("datasource") or {}).get("type") == "loki":
+                    continue
                 if target.get("expr"):
                     found.append((f"{dashboard}: {panel.get('title', '?')}", target["expr"]))
 

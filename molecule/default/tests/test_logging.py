@@ -1,0 +1,341 @@
+"""Logging on the lab: Fluent Bit's inputs against the real hosts, and, where Loki and Fluent
+Bit are deployed, lines from the load balancer and the app found in Loki.
+
+Always (no vendor package needed): the Fluent Bit configuration each host would get is
+rendered on the controller by tests/logging/render.yml (the play's own vars files), and
+checked against the lab: every journald unit filter names a unit that exists and runs, every
+tailed path exists, and real lines of each source parse with the configured parser.
+
+Runtime (Loki and Fluent Bit deployed, i.e. LAB_LOKI_DEBS and LAB_FLUENT_BIT_DEBS given):
+a marked request through the load balancer reaches Loki within 30 s as an Nginx line and an
+app line with the expected labels; a minute of Loki downtime under marked traffic loses no
+line; a restart of Fluent Bit repeats none. Without the packages these skip with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import INVENTORY, PROJECT, address, app_ports, get, hosts, hostvars, journal, lb_port, port
+
+MONITORING = hosts("monitoring")
+APP = hosts("app")
+LBS = hosts("lb")
+ALL = hosts("all")
+NOT_DEPLOYED = (
+    "Loki and Fluent Bit are not deployed in this lab ({missing}): their packages come only from their vendors' "
+    "apt repositories, which this machine cannot reach; set LAB_LOKI_DEBS=/path/to/loki_<ver>_amd64.deb and "
+    "LAB_FLUENT_BIT_DEBS=/path/to/fluent-bit_<ver>_amd64.deb to run these tests"
+)
+
+
+@functools.cache
+def rendered() -> dict[str, dict]:
+    """host -> the Fluent Bit configuration the play gives it, rendered on the controller."""
+    out = Path(tempfile.mkdtemp(prefix="webapp-logging-"))
+    result = subprocess.run(
+        ["ansible-playbook", "-i", INVENTORY, str(PROJECT / "tests" / "logging" / "render.yml"),
+         "-e", f"logging_render_dir={out}"],
+        capture_output=True, text=True, cwd=PROJECT, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return {p.parent.name: yaml.safe_load(p.read_text()) for p in out.glob("*/fluent-bit.yaml")}
+
+
+def inputs(name: str, plugin: str) -> list[dict]:
+    return [i for i in rendered()[name]["pipeline"]["inputs"] if i["name"] == plugin]
+
+
+def parser(name: str, parser_name: str) -> dict:
+    return next(p for p in rendered()[name]["parsers"] if p["name"] == parser_name)
+
+
+def python_regex(onigmo: str) -> str:
+    """Fluent Bit's (Onigmo) named groups (?<name>...) as Python's (?P<name>...)."""
+    return re.sub(r"\(\?<([A-Za-z_]\w*)>", r"(?P<\1>", onigmo)
+
+
+def parse_line(spec: dict, line: str) -> dict:
+    """The record Fluent Bit's parser `spec` makes of `line`; raises when it does not parse."""
+    if spec["format"] == "json":
+        record = json.loads(line)
+        assert isinstance(record, dict), f"not a JSON object: {line!r}"
+    else:
+        found = re.search(python_regex(spec["regex"]), line)
+        assert found, f"does not match the {spec['name']} regex: {line!r}"
+        record = found.groupdict()
+    if "time_key" in spec:
+        datetime.strptime(str(record[spec["time_key"]]), spec["time_format"])
+    return record
+
+
+def running_units(host, pattern: str) -> set[str]:
+    out = host.check_output(f"systemctl list-units --type=service --state=running --no-legend --plain '{pattern}'")
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def too_large_request(name: str) -> int:
+    """A request whose announced body exceeds client_max_body_size: Nginx answers 413 and logs
+    an [error] line. Returns the status."""
+    with socket.create_connection((address(name), lb_port(name)), timeout=5) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: lab\r\nContent-Length: 200000000\r\nConnection: close\r\n\r\n")
+        head = conn.recv(256).decode(errors="replace")
+    return int(head.split()[1])
+
+
+# --- always: the configuration against the real lab --------------------------------------
+
+
+@pytest.mark.parametrize("name", APP)
+def test_journald_filters_name_units_that_run(infra, name):
+    host = infra(name)
+    units = [f.split("=", 1)[1] for i in inputs(name, "systemd") for f in i["systemd_filter"]]
+    assert units, f"{name} ships no app unit's journal"
+    for unit in units:
+        assert host.service(unit).is_running, journal(host, unit)
+    assert set(units) == {f"webapp@{p}.service" for p in app_ports(name)}
+
+
+@pytest.mark.parametrize("name", APP)
+def test_every_running_app_instance_is_shipped(infra, name):
+    units = {f.split("=", 1)[1] for i in inputs(name, "systemd") for f in i["systemd_filter"]}
+    assert running_units(infra(name), "webapp@*.service") <= units
+
+
+@pytest.mark.parametrize("name", APP)
+def test_app_journal_lines_parse_with_the_json_parser(infra, name):
+    host = infra(name)
+    for p in app_ports(name):
+        assert get(f"http://{address(name)}:{p}/health").status == 200
+    (source,) = inputs(name, "systemd")
+    filt = next(f for f in rendered()[name]["pipeline"]["filters"] if f["name"] == "parser")
+    matches = " ".join(source["systemd_filter"])
+    out = host.check_output(f"journalctl --no-pager --output json --lines 100 {matches}")
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    stdout = [e for e in entries if e.get("_TRANSPORT") == "stdout"]
+    assert stdout, f"no stdout lines of {matches} in {name}'s journal"
+    bad = []
+    for entry in stdout:
+        try:
+            record = parse_line(parser(name, filt["parser"]), entry[filt["key_name"]])
+            assert record.get("level") and "msg" in record, record
+        except (AssertionError, ValueError, TypeError) as err:
+            bad.append(f"{entry.get('_SYSTEMD_UNIT')}: {err}")
+    assert not bad, "journal lines the parser does not take:\n" + "\n".join(bad[:20])
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_tailed_paths_exist(infra, name):
+    paths = [i["path"] for i in inputs(name, "tail")]
+    assert paths, f"{name} tails nothing"
+    for path in paths:
+        assert infra(name).file(path).is_file, f"{name}: {path} does not exist"
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_tailed_lines_parse_with_their_parser(infra, name):
+    marker = f"tailcheck-{uuid.uuid4().hex}"
+    assert get(f"http://{address(name)}:{lb_port(name)}/", headers={"User-Agent": marker}).status == 200
+    assert too_large_request(name) == 413
+    time.sleep(1)
+    for source in inputs(name, "tail"):
+        spec = parser(name, source["parser"])
+        lines = infra(name).check_output(f"tail -n 200 {source['path']}").splitlines()
+        assert lines, f"{name}: {source['path']} is empty"
+        records, bad = [], []
+        for line in lines:
+            try:
+                records.append(parse_line(spec, line))
+            except (AssertionError, ValueError, KeyError) as err:
+                bad.append(str(err))
+        assert not bad, f"{name}: lines of {source['path']} that {spec['name']} does not parse:\n" + "\n".join(bad[:10])
+        if spec["format"] == "json":
+            assert any(r.get("http_user_agent") == marker for r in records), f"{name}: the marked request is not in {source['path']}"
+        else:
+            assert any(r.get("level") == "error" and "too large body" in r.get("message", "") for r in records), lines[-5:]
+
+
+# --- runtime: Loki and Fluent Bit deployed --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployed(infra) -> None:
+    """Skip, with the reason, unless Loki runs on every monitoring host and Fluent Bit on every host."""
+    missing = []
+    for name in ALL:
+        want = ["fluent-bit"] + (["loki"] if name in MONITORING else [])
+        listed = infra(name).run("systemctl list-unit-files --no-legend --no-pager loki.service fluent-bit.service").stdout
+        missing += [f"no {unit}.service on {name}" for unit in want if f"{unit}.service" not in listed]
+    if missing:
+        pytest.skip(NOT_DEPLOYED.format(missing=", ".join(missing)))
+
+
+def loki_url(name: str) -> str:
+    return f"http://{address(name)}:{port(name, 'loki_http_port')}"
+
+
+def loki_streams(logql: str, since_ns: int) -> list[dict]:
+    query = {"query": logql, "start": since_ns, "end": time.time_ns() + 10**9, "limit": 5000, "direction": "forward"}
+    answer = get(f"{loki_url(MONITORING[0])}/loki/api/v1/query_range?" + urllib.parse.urlencode(query), timeout=10)
+    assert answer.status == 200, f"{logql}: {answer.body[:500]}"
+    return json.loads(answer.body)["data"]["result"]
+
+
+def lines(logql: str, since_ns: int) -> list[tuple[dict, str]]:
+    return [(s["stream"], v[1]) for s in loki_streams(logql, since_ns) for v in s["values"]]
+
+
+def wait_for(logql: str, since_ns: int, done, timeout: float) -> list[tuple[dict, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = lines(logql, since_ns)
+        if done(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def send_marked(marker: str) -> None:
+    name = LBS[0]
+    answer = get(f"http://{address(name)}:{lb_port(name)}/", headers={"X-Request-ID": marker, "User-Agent": marker})
+    assert answer.status == 200, answer.body
+
+
+def wait_ready(name: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while get(f"{loki_url(name)}/ready").status != 200:
+        assert time.monotonic() < deadline, f"Loki on {name} is not ready after {timeout} s"
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("name", MONITORING)
+def test_loki_is_ready_on_the_internal_address(deployed, infra, name):
+    host = infra(name)
+    assert host.service("loki").is_running, journal(host, "loki")
+    assert host.socket(f"tcp://{address(name)}:{port(name, 'loki_http_port')}").is_listening
+    wait_ready(name)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fluent_bit_runs_with_the_forward_input_on_loopback(deployed, infra, name):
+    host = infra(name)
+    assert host.service("fluent-bit").is_running, journal(host, "fluent-bit")
+    forward = port(name, "fluent_bit_forward_port")
+    assert host.socket(f"tcp://127.0.0.1:{forward}").is_listening, journal(host, "fluent-bit")
+    assert not host.socket(f"tcp://0.0.0.0:{forward}").is_listening
+    assert not host.socket(f"tcp://{address(name)}:{forward}").is_listening
+
+
+def test_marked_request_reaches_loki_with_its_labels(deployed):
+    since = time.time_ns() - 5 * 10**9
+    marker = f"logtest-{uuid.uuid4().hex}"
+    started = time.monotonic()
+    send_marked(marker)
+    nginx = wait_for(f'{{service="nginx"}} |= "{marker}"', since, bool, 30)
+    app = wait_for(f'{{service="webapp"}} |= "{marker}"', since, bool, max(1, 30 - (time.monotonic() - started)))
+    assert nginx, "the Nginx access line of the marked request is not in Loki after 30 s"
+    assert app, "the app's line of the marked request is not in Loki after 30 s"
+    env = hostvars(LBS[0])["deploy_env"]
+    (labels, line), = nginx
+    assert labels == {"env": env, "host": LBS[0], "service": "nginx"}, labels
+    assert json.loads(line)["request_id"] == marker
+    (labels, line), = app
+    assert labels.keys() == {"env", "host", "service", "level"} and labels["host"] in APP, labels
+    assert (labels["env"], labels["service"], labels["level"]) == (env, "webapp", "info"), labels
+    record = json.loads(line)
+    assert record["request_id"] == marker and record["unit"].startswith("webapp@"), record
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_input_message_reaches_loki(deployed, infra, name):
+    since = time.time_ns() - 5 * 10**9
+    marker = f"forward-{uuid.uuid4().hex}"
+    payload = msgpack(["test", int(time.time()), {"message": marker}]).hex()
+    send = ("import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+            "s.sendall(bytes.fromhex(sys.argv[2])); s.close()")
+    infra(name).check_output(f"python3 -c \"{send}\" {port(name, 'fluent_bit_forward_port')} {payload}")
+    found = wait_for(f'{{service="forward", host="{name}"}} |= "{marker}"', since, bool, 30)
+    assert found, f"the message forwarded on {name} is not in Loki after 30 s"
+    assert found[0][0]["service"] == "forward" and found[0][0]["host"] == name
+
+
+def msgpack(value) -> bytes:
+    """The few MessagePack types a forward message needs (str, non-negative int, list, dict)."""
+    if isinstance(value, str):
+        data = value.encode()
+        if len(data) < 32:
+            return bytes([0xA0 | len(data)]) + data
+        if len(data) < 256:
+            return b"\xd9" + bytes([len(data)]) + data
+        return b"\xda" + len(data).to_bytes(2, "big") + data
+    if isinstance(value, int):
+        return b"\xce" + value.to_bytes(4, "big")
+    if isinstance(value, list):
+        return bytes([0x90 | len(value)]) + b"".join(msgpack(v) for v in value)
+    if isinstance(value, dict):
+        return bytes([0x80 | len(value)]) + b"".join(msgpack(k) + msgpack(v) for k, v in value.items())
+    raise TypeError(value)
+
+
+def test_loki_outage_loses_no_marked_line(deployed, infra):
+    mon = infra(MONITORING[0])
+    prefix = f"outage-{uuid.uuid4().hex[:12]}"
+    since = time.time_ns() - 5 * 10**9
+    sent = []
+    mon.check_output("systemctl stop loki")
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            sent.append(f"{prefix}-{len(sent):03d}")
+            send_marked(sent[-1])
+            time.sleep(1)
+    finally:
+        mon.check_output("systemctl start loki")
+    wait_ready(MONITORING[0])
+
+    def markers(found):
+        return {m for _, line in found for m in re.findall(re.escape(prefix) + r"-\d{3}", line)}
+
+    for service in ("nginx", "webapp"):
+        found = wait_for(f'{{service="{service}"}} |= "{prefix}"', since, lambda f: markers(f) >= set(sent), 150)
+        missing = sorted(set(sent) - markers(found))
+        assert not missing, f"{len(missing)} of {len(sent)} marked {service} lines lost in the outage: {missing[:10]}"
+
+
+def test_fluent_bit_restart_repeats_no_line(deployed, infra):
+    prefix = f"restart-{uuid.uuid4().hex[:12]}"
+    since = time.time_ns() - 5 * 10**9
+    sent = []
+    for i in range(40):
+        if i == 20:
+            for name in LBS + APP:
+                infra(name).check_output("systemctl restart fluent-bit")
+        sent.append(f"{prefix}-{i:03d}")
+        send_marked(sent[-1])
+        time.sleep(0.2)
+
+    def counts(found):
+        seen: dict[str, int] = {}
+        for _, line in found:
+            for m in set(re.findall(re.escape(prefix) + r"-\d{3}", line)):
+                seen[m] = seen.get(m, 0) + 1
+        return seen
+
+    for service in ("nginx", "webapp"):
+        wait_for(f'{{service="{service}"}} |= "{prefix}"', since, lambda f: set(counts(f)) >= set(sent), 90)
+        time.sleep(5)  # anything repeated would come with or right after the rest
+        seen = counts(lines(f'{{service="{service}"}} |= "{prefix}"', since))
+        assert set(seen) >= set(sent), f"marked {service} lines lost over the restart: {sorted(set(sent) - set(seen))[:10]}"
+        repeated = {m: n for m, n in seen.items() if n > 1}
+        assert not repeated, f"marked {service} lines repeated after the restart: {repeated}"

@@ -1,0 +1,336 @@
+"""Checks of the logging roles that need no lab and no vendor binary.
+
+The Loki and Fluent Bit configurations are rendered for every host of every inventory by
+tests/logging/render.yml, with the same vars files as playbooks/logging.yml and after the
+roles' own preflight checks, then parsed and checked for what `loki -verify-config` and
+`fluent-bit --dry-run` cannot see (those run on the hosts, before a restart). The dashboards'
+LogQL queries and the README's Explore query are parsed with Grafana's own LogQL grammar
+(tests/logql, installed by ./stack deps) and must select streams by labels that the rendered
+Fluent Bit output sets.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+INVENTORIES = ["staging", "production", "lab"]
+DASHBOARDS = sorted((ROOT / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
+LOGQL = ROOT / "tests" / "logql"
+# The labels the issue allows: few and low-cardinality; everything else stays in the line.
+ALLOWED_LABELS = {"env", "host", "service", "level"}
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """env -> folder of that inventory's rendered configurations (the three rendered at once)."""
+    base = tmp_path_factory.mktemp("logging")
+    runs = {
+        env: subprocess.Popen(
+            [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / env),
+             str(ROOT / "tests" / "logging" / "render.yml"), "-e", f"logging_render_dir={base / env}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT,
+        )
+        for env in INVENTORIES
+    }
+    for env, run in runs.items():
+        output, _ = run.communicate()
+        assert run.returncode == 0, f"rendering for {env} failed:\n{output[-4000:]}"
+    return {env: base / env for env in INVENTORIES}
+
+
+def inventory(env: str) -> dict:
+    out = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / env), "--list"],
+                         check=True, capture_output=True, text=True, env=ENV, cwd=ROOT).stdout
+    return json.loads(out)
+
+
+def hosts_of(env: str, group: str) -> list[str]:
+    inv = inventory(env)
+    return sorted(inv["_meta"]["hostvars"]) if group == "all" else sorted(inv[group]["hosts"])
+
+
+def fluent_bit(rendered: dict[str, Path], env: str) -> dict[str, dict]:
+    """host -> the parsed fluent-bit.yaml of that host."""
+    return {p.parent.name: yaml.safe_load(p.read_text()) for p in sorted(rendered[env].glob("*/fluent-bit.yaml"))}
+
+
+def loki_output(config: dict) -> dict:
+    outputs = [o for o in config["pipeline"]["outputs"] if o["name"] == "loki"]
+    assert len(outputs) == 1, config["pipeline"]["outputs"]
+    return outputs[0]
+
+
+def stream_labels(config: dict) -> dict[str, str | None]:
+    """label -> fixed value, or None for a label taken from each record (label_keys)."""
+    out = loki_output(config)
+    labels: dict[str, str | None] = {}
+    for item in str(out.get("labels", "")).split(","):
+        key, sep, value = item.strip().partition("=")
+        assert sep and key and value, f"labels entry {item!r} is not key=value"
+        labels[key] = value
+    for key in str(out.get("label_keys", "")).split(","):
+        assert key.startswith("$"), f"label_keys entry {key!r} is not a record accessor"
+        labels[key[1:]] = None
+    return labels
+
+
+def service_values(config: dict) -> set[str]:
+    """The values the modify filters give the service key."""
+    values = set()
+    for f in config["pipeline"].get("filters", []):
+        if f["name"] == "modify":
+            for rule in f.get("set", []) or []:
+                key, _, value = rule.partition(" ")
+                if key == "service":
+                    values.add(value)
+    return values
+
+
+def input_tags(config: dict) -> list[str]:
+    return [i.get("tag") or (i["tag_prefix"] + "x") for i in config["pipeline"]["inputs"]]
+
+
+# --- Loki ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_loki_config_is_rendered_for_every_monitoring_host(rendered, env):
+    found = sorted(p.parent.name for p in rendered[env].glob("*/loki.yml"))
+    assert found == hosts_of(env, "monitoring")
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_loki_runs_single_binary_on_the_internal_address(rendered, env):
+    for path in rendered[env].glob("*/loki.yml"):
+        config = yaml.safe_load(path.read_text())
+        assert config["target"] == "all", path
+        assert config["auth_enabled"] is False, path
+        server = config["server"]
+        assert server["http_listen_address"] not in ("", "0.0.0.0", "::"), f"{path}: Loki must listen on the internal address"
+        assert 1 <= int(server["http_listen_port"]) <= 65535
+        assert server["grpc_listen_address"] == "127.0.0.1", path
+        assert config["common"]["replication_factor"] == 1
+        assert config["common"]["ring"]["kvstore"]["store"] == "inmemory"
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_loki_stores_on_the_filesystem_with_the_tsdb_v13_schema(rendered, env):
+    for path in rendered[env].glob("*/loki.yml"):
+        config = yaml.safe_load(path.read_text())
+        periods = config["schema_config"]["configs"]
+        current = max(periods, key=lambda p: p["from"])
+        assert (current["store"], current["schema"], current["object_store"]) == ("tsdb", "v13", "filesystem"), path
+        assert current["index"]["period"] == "24h"
+        datetime.strptime(current["from"], "%Y-%m-%d")
+        fs = config["common"]["storage"]["filesystem"]
+        data = config["common"]["path_prefix"]
+        dirs = [fs["chunks_directory"], fs["rules_directory"], config["compactor"]["working_directory"],
+                *config["storage_config"]["tsdb_shipper"].values()]
+        assert all(d.startswith(data + "/") for d in dirs), f"{path}: every data folder under {data}: {dirs}"
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_loki_retention_is_enforced_by_the_compactor(rendered, env):
+    for path in rendered[env].glob("*/loki.yml"):
+        config = yaml.safe_load(path.read_text())
+        assert config["compactor"]["retention_enabled"] is True, path
+        assert config["compactor"]["delete_request_store"] == "filesystem", "retention needs a delete request store"
+        period = config["limits_config"]["retention_period"]
+        assert re.fullmatch(r"\d+h", period) and int(period[:-1]) % 24 == 0 and int(period[:-1]) >= 24, period
+
+
+def test_loki_and_grafana_write_the_same_apt_source(rendered):
+    # Both roles write /etc/apt/sources.list.d/grafana.sources: any difference would make them
+    # undo each other's change on every run, and a second Signed-By would break apt.
+    for env in INVENTORIES:
+        apt = rendered[env] / "apt"
+        assert (apt / "grafana.sources").read_text() == (apt / "loki.sources").read_text()
+
+
+# --- Fluent Bit ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_config_is_rendered_for_every_host(rendered, env):
+    assert sorted(fluent_bit(rendered, env)) == hosts_of(env, "all")
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_has_the_expected_inputs_per_group(rendered, env):
+    app, lb = set(hosts_of(env, "app")), set(hosts_of(env, "lb"))
+    for host, config in fluent_bit(rendered, env).items():
+        names = sorted(i["name"] for i in config["pipeline"]["inputs"])
+        expected = sorted(["forward"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
+        assert names == expected, host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_journald_filters_every_app_unit(rendered, env):
+    inv = inventory(env)
+    for host, config in fluent_bit(rendered, env).items():
+        for source in (i for i in config["pipeline"]["inputs"] if i["name"] == "systemd"):
+            filters = source["systemd_filter"]
+            assert filters and all(re.fullmatch(r"_SYSTEMD_UNIT=webapp@\d+\.service", f) for f in filters), filters
+            assert source.get("systemd_filter_type") == "or", "several units need an or filter"
+            vars_ = {**inv["all"].get("vars", {}), **inv["_meta"]["hostvars"][host]}
+            if "app_base_port" in vars_ and "app_instances" in vars_:
+                base, count = int(vars_["app_base_port"]), int(vars_["app_instances"])
+                assert filters == [f"_SYSTEMD_UNIT=webapp@{p}.service" for p in range(base, base + count)], host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_buffers_on_disk_and_keeps_positions(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        service = config["service"]
+        assert str(service["storage.path"]).startswith("/"), host
+        for source in config["pipeline"]["inputs"]:
+            assert source.get("storage.type") == "filesystem", f"{host}: {source['name']} input is not buffered on disk"
+            if source["name"] in ("tail", "systemd"):
+                assert str(source.get("db", "")).startswith("/"), f"{host}: {source['name']} input has no position database"
+        dbs = [s["db"] for s in config["pipeline"]["inputs"] if "db" in s]
+        assert len(dbs) == len(set(dbs)), f"{host}: inputs share a position database: {dbs}"
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_retries_without_limit_and_soon(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        out = loki_output(config)
+        assert str(out["retry_limit"]).lower() in ("no_limits", "false", "off"), f"{host}: {out['retry_limit']}"
+        assert re.fullmatch(r"\d+[KMG]", str(out["storage.total_limit_size"])), host
+        assert int(config["service"]["scheduler.cap"]) <= 60, f"{host}: a retry may wait too long after Loki is back"
+        assert int(config["service"]["grace"]) >= 5, host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_forward_input_is_on_loopback(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        forward = [i for i in config["pipeline"]["inputs"] if i["name"] == "forward"]
+        assert len(forward) == 1, host
+        assert forward[0]["listen"] == "127.0.0.1" and int(forward[0]["port"]) == 24224, host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_labels_are_few_and_fixed(rendered, env):
+    deploy_env = {"staging": "staging", "production": "production", "lab": "lab"}[env]
+    for host, config in fluent_bit(rendered, env).items():
+        labels = stream_labels(config)
+        assert set(labels) == ALLOWED_LABELS, f"{host}: {labels}"
+        assert labels["env"] == deploy_env and labels["host"] == host, f"{host}: {labels}"
+        assert labels["service"] is None and labels["level"] is None
+        out = loki_output(config)
+        assert out["match"] == "*" and out["line_format"] == "json", host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_every_input_gets_a_service_label(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        for tag in input_tags(config):
+            setters = [f for f in config["pipeline"]["filters"]
+                       if f["name"] == "modify" and fnmatch.fnmatchcase(tag, f["match"])
+                       and any(r.startswith("service ") for r in f.get("set", []) or [])]
+            assert setters, f"{host}: lines tagged {tag} get no service label"
+        for f in config["pipeline"]["filters"]:
+            assert any(fnmatch.fnmatchcase(t, f["match"]) for t in input_tags(config)), f"{host}: filter {f} matches no input"
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_every_parser_is_defined_and_compiles(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        parsers = {p["name"]: p for p in config["parsers"]}
+        used = [i["parser"] for i in config["pipeline"]["inputs"] if "parser" in i]
+        used += [f["parser"] for f in config["pipeline"]["filters"] if f["name"] == "parser"]
+        assert set(used) <= set(parsers), f"{host}: undefined parsers {set(used) - set(parsers)}"
+        for parser in parsers.values():
+            assert parser["format"] in ("json", "regex"), parser
+            if parser["format"] == "regex":
+                groups = re.compile(python_regex(parser["regex"])).groupindex
+                assert parser.get("time_key", "time") in groups, parser["name"]
+            if "time_format" in parser:
+                # Every directive is one Python's strptime knows too (the lab tests parse real lines).
+                assert set(re.findall(r"%.", parser["time_format"])) <= {"%Y", "%m", "%d", "%H", "%M", "%S", "%z"}
+
+
+def python_regex(onigmo: str) -> str:
+    """Fluent Bit's (Onigmo) named groups (?<name>...) as Python's (?P<name>...)."""
+    return re.sub(r"\(\?<([A-Za-z_]\w*)>", r"(?P<\1>", onigmo)
+
+
+# --- LogQL -----------------------------------------------------------------------------
+
+
+def loki_targets() -> list[tuple[str, str]]:
+    found = []
+    for path in DASHBOARDS:
+        def walk(panels):
+            for panel in panels:
+                walk(panel.get("panels", []))
+                for target in panel.get("targets", []):
+                    ds = target.get("datasource", panel.get("datasource")) or {}
+                    if ds.get("type") == "loki":
+                        found.append((f"{path.name}: {panel.get('title')}", target.get("expr", "")))
+        walk(json.loads(path.read_text()).get("panels", []))
+    return found
+
+
+def readme_logql() -> list[str]:
+    return re.findall(r"```logql\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+
+
+@pytest.fixture(scope="session")
+def parsed_logql() -> dict[str, dict]:
+    node = shutil.which("node")
+    assert node, "node is missing: ./stack deps installs nodejs and npm"
+    assert (LOGQL / "node_modules" / "@grafana" / "lezer-logql").is_dir(), "run ./stack deps (npm ci in tests/logql)"
+    queries = [expr for _, expr in loki_targets()] + readme_logql()
+    result = subprocess.run([node, str(LOGQL / "parse.mjs")], input=json.dumps(queries), capture_output=True, text=True,
+                            check=False, cwd=LOGQL)
+    assert result.returncode == 0, result.stderr
+    return {r["query"]: r for r in json.loads(result.stdout)}
+
+
+def test_the_grammar_rejects_a_broken_query(parsed_logql):
+    # The checks below rely on the parser reporting errors; make sure it does.
+    node = shutil.which("node")
+    result = subprocess.run([node, str(LOGQL / "parse.mjs")], input=json.dumps(['{service="webapp" | json', '{} |= "x"']),
+                            capture_output=True, text=True, check=True, cwd=LOGQL)
+    assert all(r["errors"] for r in json.loads(result.stdout))
+
+
+def test_there_are_log_panels_and_an_explore_query():
+    where = {w.split(":")[0] for w, _ in loki_targets()}
+    assert {"app.json", "logs.json"} <= where
+    assert readme_logql(), "README.md shows no ```logql block (the Explore query for the app's logs)"
+
+
+@pytest.mark.parametrize(("where", "expr"), loki_targets() + [("README.md", q) for q in readme_logql()],
+                         ids=lambda v: str(v)[:50])
+def test_logql_is_a_stream_selector_over_shipped_labels(rendered, parsed_logql, where, expr):
+    configs = fluent_bit(rendered, "lab")
+    labels = set().union(*(stream_labels(c) for c in configs.values()))
+    services = set().union(*(service_values(c) for c in configs.values()))
+    parsed = parsed_logql[expr]
+    assert not parsed["errors"], f"{where}: {expr!r} does not parse: {parsed['errors']}"
+    assert parsed["kind"] == "LogExpr", f"{where}: {expr!r} is not a log query"
+    assert len(parsed["selectors"]) == 1, f"{where}: {expr!r}"
+    matchers = parsed["selectors"][0]
+    unknown = {m[0] for m in matchers} - labels
+    assert not unknown, f"{where}: {expr!r} selects on labels Fluent Bit does not set: {unknown} (it sets {labels})"
+    assert any(op == "=" and value for _, op, value in matchers), f"{where}: Loki needs one non-empty = matcher"
+    for label, op, value in matchers:
+        if label == "service" and op == "=":
+            assert value in services, f"{where}: no line has service={value!r} (services: {services})"
