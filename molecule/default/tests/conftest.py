@@ -41,7 +41,7 @@ _VARS = (
     " 'prometheus_port': prometheus_port | default(9090),"
     " 'nginx_tls_certificate': nginx_tls_certificate | default(''), 'nginx_tls_port': nginx_tls_port | default(443),"
     " 'grafana_port': grafana_port | default(3000), 'grafana_enabled': grafana_enabled | default(true) | bool,"
-    " 'fluent_bit_forward_port': fluent_bit_forward_port | default(24224),"
+    " 'fluent_bit_forward_port': fluent_bit_forward_port | default(24224), 'loki_enabled': loki_enabled | default(true) | bool,"
     " 'loki_http_port': loki_http_port | default(3100), 'admin_networks': admin_networks | default([])} }}"
 )
 

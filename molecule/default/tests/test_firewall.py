@@ -79,7 +79,8 @@ def expected() -> list[tuple[str, int, str, frozenset[str] | None]]:
         rows.append((h, port(h, "prometheus_port"), "prometheus", frozenset(admin | mon)))
         grafana = admin if hostvars(h)["grafana_enabled"] else set()
         rows.append((h, port(h, "grafana_port"), "grafana", frozenset(grafana)))
-        rows.append((h, port(h, "loki_http_port"), "loki", frozenset(everyone)))
+        loki = everyone if hostvars(h)["loki_enabled"] else set()  # closed where Loki is not deployed
+        rows.append((h, port(h, "loki_http_port"), "loki", frozenset(loki)))
     return rows
 
 

@@ -18,6 +18,7 @@ import functools
 import json
 import re
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INVENTORY, PROJECT, address, app_ports, get, hosts, hostvars, journal, lb_port, port
+from conftest import INVENTORY, PROJECT, address, app_ports, get, get_from, hosts, hostvars, journal, lb_port, lb_url, port
 
 MONITORING = hosts("monitoring")
 APP = hosts("app")
@@ -89,7 +90,10 @@ def running_units(host, pattern: str) -> set[str]:
 def too_large_request(name: str) -> int:
     """A request whose announced body exceeds client_max_body_size: Nginx answers 413 and logs
     an [error] line. Returns the status."""
-    with socket.create_connection((address(name), lb_port(name)), timeout=5) as conn:
+    tls = bool(hostvars(name)["nginx_tls_certificate"])  # port 80 only redirects when TLS is on
+    target = (address(name), int(hostvars(name)["nginx_tls_port"]) if tls else lb_port(name))
+    with socket.create_connection(target, timeout=5) as raw:
+        conn = ssl._create_unverified_context().wrap_socket(raw) if tls else raw  # noqa: S323 (lab only)
         conn.sendall(b"POST / HTTP/1.1\r\nHost: lab\r\nContent-Length: 200000000\r\nConnection: close\r\n\r\n")
         head = conn.recv(256).decode(errors="replace")
     return int(head.split()[1])
@@ -118,7 +122,7 @@ def test_every_running_app_instance_is_shipped(infra, name):
 def test_app_journal_lines_parse_with_the_json_parser(infra, name):
     host = infra(name)
     for p in app_ports(name):
-        assert get(f"http://{address(name)}:{p}/health").status == 200
+        assert get_from(name, f"http://{address(name)}:{p}/health").status == 200
     (source,) = inputs(name, "systemd")
     filt = next(f for f in rendered()[name]["pipeline"]["filters"] if f["name"] == "parser")
     matches = " ".join(source["systemd_filter"])
@@ -147,7 +151,7 @@ def test_tailed_paths_exist(infra, name):
 @pytest.mark.parametrize("name", LBS)
 def test_tailed_lines_parse_with_their_parser(infra, name):
     marker = f"tailcheck-{uuid.uuid4().hex}"
-    assert get(f"http://{address(name)}:{lb_port(name)}/", headers={"User-Agent": marker}).status == 200
+    assert get(lb_url(name), headers={"User-Agent": marker}).status == 200
     assert too_large_request(name) == 413
     time.sleep(1)
     for source in inputs(name, "tail"):
@@ -208,7 +212,7 @@ def wait_for(logql: str, since_ns: int, done, timeout: float) -> list[tuple[dict
 
 def send_marked(marker: str) -> None:
     name = LBS[0]
-    answer = get(f"http://{address(name)}:{lb_port(name)}/", headers={"X-Request-ID": marker, "User-Agent": marker})
+    answer = get(lb_url(name), headers={"X-Request-ID": marker, "User-Agent": marker})
     assert answer.status == 200, answer.body
 
 
