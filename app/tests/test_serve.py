@@ -66,3 +66,53 @@ def test_serve_refuses_a_bad_port() -> None:
     assert proc.returncode == 2
     [line] = [json.loads(line) for line in proc.stdout.splitlines()]
     assert line["level"] == "error" and "APP_PORT" in line["msg"]
+
+
+def serve_on_socket(sock: socket.socket, env: dict[str, str]) -> subprocess.Popen[str]:
+    """webapp-serve handed `sock` as systemd's socket activation does (fd 3, LISTEN_PID, LISTEN_FDS)."""
+    command = ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", *serve_command()]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, pass_fds=(3,),
+                            preexec_fn=lambda: os.dup2(sock.fileno(), 3))
+
+
+def test_serve_takes_a_socket_from_systemd_and_a_restart_refuses_no_connection() -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port = listener.getsockname()[1]
+    env = {**os.environ, "APP_MESSAGE": "activated", "APP_RELEASE_ID": "r-socket", "APP_PORT": "1"}
+    first = serve_on_socket(listener, env)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/", first) == "activated"
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=10)
+        assert first.returncode == 0
+        start = json.loads(out.splitlines()[0])
+        assert (start["socket"], start["port"]) == ("systemd", port), start
+        # No process serves now, yet the socket still takes connections: they wait in the
+        # backlog until the next process accepts them, as during a restart under systemd.
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        second = serve_on_socket(listener, {**env, "APP_MESSAGE": "after restart"})
+        try:
+            answer = b""
+            while chunk := waiting.recv(4096):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            assert answer.endswith(b"after restart")
+        finally:
+            waiting.close()
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=10)
+    finally:
+        for proc in (first,):
+            proc.kill()
+            proc.wait()
+        listener.close()
+
+
+def test_serve_refuses_more_than_one_socket() -> None:
+    env = {**os.environ, "LISTEN_FDS": "2"}
+    proc = subprocess.run(["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *serve_command()], env=env,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2
+    [line] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "LISTEN_FDS" in line["msg"]

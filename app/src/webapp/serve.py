@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
+from collections.abc import Mapping
 from types import FrameType
 
 import waitress
@@ -13,10 +16,33 @@ from webapp import logs
 from webapp.app import create_app
 from webapp.config import Config
 
+# systemd's socket activation hands the listening sockets over from this descriptor on.
+SD_LISTEN_FDS_START = 3
+
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
     logging.getLogger("webapp").info("stopping", extra={"signal": signal.Signals(signum).name})
     sys.exit(0)  # unwinds out of waitress.serve() in the main thread
+
+
+def inherited_socket(env: Mapping[str, str] | None = None, pid: int | None = None) -> socket.socket | None:
+    """The listening socket systemd passed (socket activation), or None when it passed none.
+
+    A socket unit keeps listening while the service restarts, so connections wait in the
+    backlog for the next process instead of being refused.
+    """
+    env = os.environ if env is None else env
+    if env.get("LISTEN_PID") != str(os.getpid() if pid is None else pid):
+        return None
+    count = env.get("LISTEN_FDS", "0")
+    if count != "1":
+        if count == "0":
+            return None
+        raise ValueError(f"LISTEN_FDS must be 1 (one listening socket per instance), got {count!r}")
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise ValueError("the socket passed by systemd is not a TCP stream socket")
+    return sock
 
 
 def main() -> None:
@@ -25,15 +51,23 @@ def main() -> None:
     log = logging.getLogger("webapp")
     try:
         config = Config.from_env()
+        sock = inherited_socket()
     except ValueError as err:
         log.error("bad configuration: %s", err)
         raise SystemExit(2) from None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for child processes
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("starting", extra={"bind": config.bind, "port": config.port, "threads": config.threads,
+    bind, port = sock.getsockname()[:2] if sock else (config.bind, config.port)
+    log.info("starting", extra={"bind": bind, "port": port, "threads": config.threads,
+                                "socket": "systemd" if sock else "own",
                                 "version": config.version, "release": config.release})
-    waitress.serve(create_app(config), host=config.bind, port=config.port,
-                   threads=config.threads, ident=None)
+    app = create_app(config)
+    if sock is not None:
+        waitress.serve(app, sockets=[sock], threads=config.threads, ident=None)
+    else:
+        waitress.serve(app, host=config.bind, port=config.port, threads=config.threads, ident=None)
 
 
 if __name__ == "__main__":

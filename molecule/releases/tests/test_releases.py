@@ -1,88 +1,76 @@
-"""Releases on the lab, in order: deploy, redeploy, a failing release (caught by the
-pre-check, then by the switch's automatic rollback), rollback, a refused rollback, the
-releases list, and a deploy interrupted between copy and swap.
+"""Releases on the lab, in order: deploys, a failing release, rollbacks (sticky, fleet-wide,
+repeated), interrupted deploys, rollbacks and environment changes finished by a re-run, the
+host lock, and a deploy killed between copy and swap.
 
-The tests run in file order and each starts from the state the one before left. Load goes
-only to the lab's load balancer, bounded in time and count (bench/loadgen.py).
+The tests run in file order and each starts from the state the one before left. Every
+check of what runs asks each instance's /health on its host, not the `current` link. Load
+goes only to the lab's load balancer, bounded in time and count (bench/loadgen.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PROJECT, address, app_instances, hosts
-from conftest import lb_url as lb_url_of
+from conftest import (INVENTORY, PROJECT, address, app_instances, get_from, hosts, lb_url, playbook, recap,
+                      testinfra_host)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
 
-ENV = {
-    **os.environ,
-    "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-    "ANSIBLE_NOCOLOR": "1",
-    "ANSIBLE_FORCE_COLOR": "0",
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-}
-# A failing release is given up on after this many health probes (default 30).
-QUICK_FAIL = ["-e", "app_health_retries=6"]
+# A failing release is given up on after this many seconds (default 30).
+QUICK_FAIL = ["-e", "app_health_timeout=6"]
 STATE: dict[str, str] = {}
-
-
-def playbook(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, *args],
-        cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=1200,
-    )
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    found = {}
-    for name, counts in re.findall(r"^(\S+)\s+: (ok=.*)$", output, re.M):
-        found[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-    return found
+BASE = "/opt/webapp"
 
 
 def build(*extra: str, project: Path = PROJECT, out: Path | None = None) -> dict[str, str]:
     cmd = [sys.executable, str(PROJECT / "scripts" / "build_release.py"), "--project", str(project), *extra]
     if out is not None:
         cmd += ["--out", str(out)]
-    return json.loads(subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=True).stdout)
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
-def health_release(host: str, port: int, infra) -> str:
-    """The release an instance reports, asked on the host itself (the firewall may keep
-    app ports closed to the controller)."""
-    probe = (
-        "import json,urllib.request;"
-        f"print(json.load(urllib.request.urlopen('http://{address(host)}:{port}/health',timeout=5))['release'])"
-    )
-    result = infra(host).run(f'python3 -c "{probe}"')
-    return result.stdout.strip() if result.rc == 0 else f"<no answer: {result.stderr.strip()[-200:]}>"
+def new_release(name: str) -> dict[str, str]:
+    release = build("--force")
+    STATE[name] = release["release_id"]
+    STATE[f"{name}_artifact"] = release["artifact"]
+    return release
 
 
-def releases_of_instances(infra) -> dict[str, str]:
-    return {f"{h}:{p}": health_release(h, p, infra) for h, p in app_instances()}
+def health(host: str, port: int) -> dict:
+    answer = get_from(host, f"http://{address(host)}:{port}/health")
+    return json.loads(answer.body) if answer.status == 200 else {"release": f"<{answer.status}: {answer.body[-200:]}>"}
 
 
-def current(host: str, infra) -> str:
-    return Path(infra(host).file("/opt/webapp/current").linked_to).name
+def releases_of_instances() -> dict[str, str]:
+    """What every instance of every app host answers on /health."""
+    return {f"{h}:{p}": health(h, p)["release"] for h, p in app_instances()}
 
 
-def lb_url() -> str:
-    return lb_url_of(hosts("lb")[0])  # https when the inventory gives the load balancer a certificate
+def fleet_serves(release: str) -> None:
+    found = releases_of_instances()
+    assert set(found.values()) == {release}, found
+
+
+def current(host: str) -> str:
+    return Path(testinfra_host(host).file(f"{BASE}/current").linked_to).name
+
+
+def app_changes(output: str) -> dict[str, int]:
+    return {h: c["changed"] for h, c in recap(output).items() if h in hosts("app")}
 
 
 def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:
-    load = loadgen.Load(lb_url(), workers=2, max_seconds=900, max_requests=2_000_000).start()
+    load = loadgen.Load(lb_url(hosts("lb")[0]), workers=2, max_seconds=900, max_requests=2_000_000).start()
     time.sleep(1)
     try:
         proc = playbook(*args)
@@ -94,6 +82,41 @@ def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Re
 
 def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+
+
+def assert_no_failed_request(load: loadgen.Result) -> None:
+    assert load.requests > 100, load.summary()
+    assert load.failures == [], load.summary()
+
+
+def run_until(args: list[str], stop: Callable[[str], bool], seconds: float = 600) -> tuple[subprocess.Popen[str], str]:
+    """Start ansible-playbook, read its output until `stop(line)` is true (or it ends, or the
+    time is up) and return it still running, with what it printed."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + seconds
+    for line in proc.stdout:  # bounded: the playbook ends, or the deadline passes
+        seen.append(line)
+        if stop(line) or time.monotonic() > deadline:
+            break
+    return proc, "".join(seen)
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """The controller dies: SIGKILL to ansible-playbook and its workers."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def point_current_without_restart(host: str, release: str) -> None:
+    """What a run killed right after its swap leaves: `current` moved, no instance restarted."""
+    result = testinfra_host(host).run(
+        f"ln -sfn {BASE}/releases/{release} {BASE}/current.tmp && mv -T {BASE}/current.tmp {BASE}/current")
+    assert result.rc == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -114,37 +137,53 @@ def broken_artifact(tmp_path_factory) -> str:
     return release["artifact"]
 
 
-def test_every_instance_runs_the_converged_release(infra):
-    found = releases_of_instances(infra)
+def test_every_instance_runs_the_converged_release():
+    found = releases_of_instances()
     assert len(set(found.values())) == 1, found
     STATE["r1"] = next(iter(found.values()))
-    assert all(current(h, infra) == STATE["r1"] for h in hosts("app"))
+    assert all(current(h) == STATE["r1"] for h in hosts("app"))
 
 
-def test_rolling_deploy_of_release_2_fails_no_request(infra):
-    release = build("--force")
+def test_every_instance_listens_through_its_own_socket_unit():
+    for host, port in app_instances():
+        socket_unit = testinfra_host(host).service(f"webapp@{port}.socket")
+        assert socket_unit.is_running and socket_unit.is_enabled, f"{host}: webapp@{port}.socket"
+
+
+def test_rolling_deploy_of_release_2_fails_no_request():
+    release = new_release("r2")
     assert release["release_id"] != STATE["r1"]
-    STATE["r2"] = release["release_id"]
-    STATE["r2_artifact"] = release["artifact"]
     proc, load = under_load("playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}")
     assert_ok(proc)
-    assert load.requests > 100, load.summary()
-    assert load.failures == [], load.summary()
-    assert set(releases_of_instances(infra).values()) == {STATE["r2"]}
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r2"])
 
 
 def test_redeploy_of_the_same_release_changes_nothing():
     proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}")
     assert_ok(proc)
-    changes = {h: c["changed"] for h, c in recap(proc.stdout).items() if h in hosts("app")}
-    assert changes == {h: 0 for h in hosts("app")}, proc.stdout[-3000:]
+    assert app_changes(proc.stdout) == {h: 0 for h in hosts("app")}, proc.stdout[-3000:]
+
+
+def test_batch_size_comes_from_the_inventory(tmp_path):
+    """app_deploy_batch set in the inventory's group_vars decides the batches."""
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text(json.dumps({"app": {"hosts": {h: None for h in hosts("app")}}}))
+    (tmp_path / "group_vars" / "app.yml").write_text(f"app_deploy_batch: {len(hosts('app'))}\n")
+    header = "PLAY [Deploy the app, one batch of hosts at a time]"
+    one_by_one = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}")
+    together = playbook("-i", str(tmp_path), "playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}")
+    assert_ok(one_by_one)
+    assert_ok(together)
+    assert one_by_one.stdout.count(header) == len(hosts("app"))
+    assert together.stdout.count(header) == 1, together.stdout[-3000:]
 
 
 def test_untested_release_is_refused_before_any_change(broken_artifact, infra):
     proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={broken_artifact}")
     assert proc.returncode != 0
     assert "was built without passing the app's tests" in proc.stdout
-    assert all(not infra(h).file(f"/opt/webapp/releases/{STATE['broken']}").exists for h in hosts("app"))
+    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}").exists for h in hosts("app"))
 
 
 def test_unhealthy_release_is_stopped_by_the_precheck(broken_artifact, infra):
@@ -152,11 +191,11 @@ def test_unhealthy_release_is_stopped_by_the_precheck(broken_artifact, infra):
                     "-e", "app_allow_untested=true", *QUICK_FAIL)
     assert proc.returncode != 0
     assert f"Release {STATE['broken']} did not answer its health endpoint on 127.0.0.1" in proc.stdout
-    assert set(releases_of_instances(infra).values()) == {STATE["r2"]}
+    fleet_serves(STATE["r2"])
     first, *rest = hosts("app")
-    assert current(first, infra) == STATE["r2"]
-    assert infra(first).file(f"/opt/webapp/releases/{STATE['broken']}/.failed").exists
-    assert all(not infra(h).file(f"/opt/webapp/releases/{STATE['broken']}").exists for h in rest), \
+    assert current(first) == STATE["r2"]
+    assert infra(first).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists
+    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}").exists for h in rest), \
         "hosts after the failing one must not be touched"
 
 
@@ -167,65 +206,188 @@ def test_unhealthy_release_is_rolled_back_automatically(broken_artifact, infra):
     first, *rest = hosts("app")
     assert f"Release {STATE['broken']} failed on {first}; current is back at {STATE['r2']}" in proc.stdout
     assert "Its journal:" in proc.stdout
-    instances = releases_of_instances(infra)
-    assert STATE["broken"] not in instances.values(), instances
-    assert set(instances.values()) == {STATE["r2"]}
-    assert all(current(h, infra) == STATE["r2"] for h in hosts("app"))
-    assert all(not infra(h).file(f"/opt/webapp/releases/{STATE['broken']}").exists for h in rest)
+    fleet_serves(STATE["r2"])
+    assert all(current(h) == STATE["r2"] for h in hosts("app"))
+    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}").exists for h in rest)
 
 
-def test_rollback_returns_every_instance_to_release_1_failing_no_request(infra):
+def test_rollback_returns_every_instance_to_release_1_failing_no_request():
     proc, load = under_load("playbooks/rollback.yml")
     assert_ok(proc)
-    assert load.requests > 100, load.summary()
-    assert load.failures == [], load.summary()
-    assert set(releases_of_instances(infra).values()) == {STATE["r1"]}
-    assert all(current(h, infra) == STATE["r1"] for h in hosts("app"))
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r1"])
 
 
-def test_rollback_to_a_missing_release_fails_before_any_change(infra):
+def test_a_release_rolled_back_from_is_marked_on_every_host(infra):
+    for host in hosts("app"):
+        mark = json.loads(infra(host).file(f"{BASE}/state/rolled-back/{STATE['r2']}").content_string)
+        assert mark["to"] == STATE["r1"] and mark["by"] and mark["at"], mark
+
+
+def test_deploy_after_a_rollback_keeps_the_fleet_back():
+    proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}")
+    assert_ok(proc)
+    assert app_changes(proc.stdout) == {h: 0 for h in hosts("app")}, proc.stdout[-3000:]
+    assert f"release {STATE['r2']} was rolled back by" in proc.stdout
+    fleet_serves(STATE["r1"])
+
+
+def test_site_after_a_rollback_changes_no_app_host():
+    proc = playbook("site.yml")
+    assert_ok(proc)
+    assert app_changes(proc.stdout) == {h: 0 for h in hosts("app")}, proc.stdout[-3000:]
+    fleet_serves(STATE["r1"])
+
+
+def test_going_forward_again_to_a_rolled_back_release_takes_an_explicit_variable(infra):
+    proc, load = under_load("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}",
+                            "-e", f"app_roll_forward={STATE['r2']}")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r2"])
+    assert all(not infra(h).file(f"{BASE}/state/rolled-back/{STATE['r2']}").exists for h in hosts("app"))
+
+
+def test_two_default_rollbacks_in_a_row_go_back_one_deploy_each():
+    release = new_release("r3")
+    assert_ok(playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"))
+    fleet_serves(STATE["r3"])
+    first, load_first = under_load("playbooks/rollback.yml")
+    assert_ok(first)
+    assert_no_failed_request(load_first)
+    fleet_serves(STATE["r2"])
+    second, load_second = under_load("playbooks/rollback.yml")
+    assert_ok(second)
+    assert_no_failed_request(load_second)
+    fleet_serves(STATE["r1"])
+
+
+@pytest.mark.parametrize("turn", range(4))
+def test_rollbacks_in_a_row_fail_no_request(turn):
+    """Rollbacks back and forth, nothing slowing the restarts down: no 502 on any machine."""
+    target = STATE["r2"] if turn % 2 == 0 else STATE["r1"]
+    proc, load = under_load("playbooks/rollback.yml", "-e", f"release={target}")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    fleet_serves(target)
+
+
+def test_a_mixed_fleet_rolls_back_to_one_release():
+    release = new_release("r4")
+    first, *rest = hosts("app")
+    assert_ok(playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}", "--limit", first))
+    found = releases_of_instances()
+    assert {r for k, r in found.items() if k.startswith(f"{first}:")} == {STATE["r4"]}, found
+    assert {r for k, r in found.items() if not k.startswith(f"{first}:")} == {STATE["r1"]}, found
+    proc, load = under_load("playbooks/rollback.yml")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r1"])
+
+
+def test_an_interrupted_rollback_is_finished_by_a_rerun():
+    """A rollback killed right after the swap on the first host: current moved, instances not."""
+    first = hosts("app")[0]
+    point_current_without_restart(first, STATE["r2"])
+    assert {health(first, p)["release"] for h, p in app_instances() if h == first} == {STATE["r1"]}
+    proc, load = under_load("playbooks/rollback.yml", "-e", f"release={STATE['r2']}")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r2"])
+
+
+def test_an_interrupted_deploy_is_finished_by_a_rerun():
+    release = new_release("r5")
+    args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"]
+    proc, seen = run_until(args, lambda line: f"TASK [app : Converge the instances on release {STATE['r5']}]" in line)
+    kill(proc)
+    first = hosts("app")[0]
+    assert current(first) == STATE["r5"], seen[-3000:]
+    rerun, load = under_load(*args)
+    assert_ok(rerun)
+    assert_no_failed_request(load)
+    fleet_serves(STATE["r5"])
+
+
+def test_an_interrupted_environment_change_is_finished_by_a_rerun():
+    message = "Hello from an interrupted change"
+    args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}", "-e", f"app_message={message}"]
+    proc, seen = run_until(args, lambda line: "TASK [app : Install the systemd units]" in line)
+    kill(proc)
+    assert "TASK [app : Write the instances' environment]" in seen
+    rerun, load = under_load(*args)
+    assert_ok(rerun)
+    assert_no_failed_request(load)
+    for host, port in app_instances():
+        assert get_from(host, f"http://{address(host)}:{port}/").body == message, f"{host}:{port}"
+    back = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}")
+    assert_ok(back)
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock():
+    release = new_release("r6")
+    deploy, _ = run_until(["playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"],
+                          lambda line: "TASK [app : Copy the release artifact]" in line)
+    try:
+        rollback = playbook("playbooks/rollback.yml")
+        assert rollback.returncode != 0
+        assert "is being changed by another run" in rollback.stdout, rollback.stdout[-3000:]
+        assert f"(pid {deploy.pid})" in rollback.stdout
+        assert all(c["changed"] == 0 for c in recap(rollback.stdout).values()), rollback.stdout[-3000:]
+    finally:
+        out, _ = deploy.communicate(timeout=900)
+    assert deploy.returncode == 0, out[-3000:]
+    fleet_serves(STATE["r6"])
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(infra):
+    first = hosts("app")[0]
+    deploy, _ = run_until(["playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}"],
+                          lambda line: "TASK [app : Copy the release artifact]" in line)
+    kill(deploy)
+    lock = json.loads(infra(first).file("/run/webapp/release.lock").content_string)
+    assert lock["pid"] == deploy.pid, lock
+    proc, load = under_load("playbooks/rollback.yml", "-e", f"release={STATE['r5']}")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    take_over = proc.stdout.split("TASK [app : Take over a lock its dead run left behind]", 1)[1].split("TASK [", 1)[0]
+    assert f"ok: [{first}]" in take_over, proc.stdout[-3000:]
+    assert not infra(first).file("/run/webapp/release.lock").exists
+    fleet_serves(STATE["r5"])
+
+
+def test_rollback_to_a_missing_release_fails_before_any_change():
     missing = "20000101T000000Z-missing"
-    before = {h: current(h, infra) for h in hosts("app")}
+    before = {h: current(h) for h in hosts("app")}
     proc = playbook("playbooks/rollback.yml", "-e", f"release={missing}")
     assert proc.returncode != 0
-    assert f"Release {missing} does not exist (complete) on" in proc.stdout
+    assert f"release {missing} does not exist (complete) there" in proc.stdout
     assert all(c["changed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
-    assert {h: current(h, infra) for h in hosts("app")} == before
-    assert set(releases_of_instances(infra).values()) == {STATE["r1"]}
+    assert {h: current(h) for h in hosts("app")} == before
 
 
-def test_releases_playbook_lists_current_and_failed_releases():
+def test_releases_playbook_lists_current_failed_and_rolled_back_releases():
     proc = playbook("playbooks/releases.yml")
     assert_ok(proc)
-    assert f"{STATE['r1']} current" in proc.stdout
-    assert STATE["r2"] in proc.stdout
+    assert f"{STATE['r5']} current" in proc.stdout
     assert f"{STATE['broken']} failed" in proc.stdout
+    assert f"{STATE['r6']} rolled back by" in proc.stdout
 
 
 def test_deploy_killed_between_copy_and_swap_leaves_a_complete_release_then_reruns(infra):
-    release = build("--force")
-    STATE["r3"] = release["release_id"]
-    args = ["ansible-playbook", "-i", INVENTORY, "playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"]
-    proc = subprocess.Popen(args, cwd=PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    seen = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 600
-    for line in proc.stdout:  # bounded: the playbook ends, or the deadline passes
-        seen.append(line)
-        if "TASK [app : Unpack the artifact's wheels]" in line or time.monotonic() > deadline:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)  # the controller dies after the copy, before the swap
-    proc.wait(timeout=30)
-    assert any("Unpack the artifact's wheels" in line for line in seen), "".join(seen[-40:])
+    release = new_release("r7")
+    args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"]
+    proc, seen = run_until(args, lambda line: "TASK [app : Unpack the artifact's wheels]" in line)
+    kill(proc)  # the controller dies after the copy, before the swap
+    assert "Unpack the artifact's wheels" in seen, seen[-3000:]
     for host in hosts("app"):
-        target = current(host, infra)
-        assert target == STATE["r1"], f"{host}: current moved to {target}"
-        assert infra(host).file(f"/opt/webapp/releases/{target}/.complete").exists
-        assert not infra(host).file(f"/opt/webapp/releases/{STATE['r3']}/.complete").exists
-    assert set(releases_of_instances(infra).values()) == {STATE["r1"]}
+        target = current(host)
+        assert target == STATE["r5"], f"{host}: current moved to {target}"
+        assert infra(host).file(f"{BASE}/releases/{target}/.complete").exists
+        assert not infra(host).file(f"{BASE}/releases/{STATE['r7']}/.complete").exists
+    fleet_serves(STATE["r5"])
 
-    rerun = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}")
+    rerun = playbook(*args)
     assert_ok(rerun)
-    assert set(releases_of_instances(infra).values()) == {STATE["r3"]}
-    assert all(infra(h).file(f"/opt/webapp/releases/{STATE['r3']}/.complete").exists for h in hosts("app"))
+    fleet_serves(STATE["r7"])
+    assert all(infra(h).file(f"{BASE}/releases/{STATE['r7']}/.complete").exists for h in hosts("app"))

@@ -1,0 +1,111 @@
+#!/usr/bin/python
+"""Ansible module: the per-host lock that deploys and rollbacks hold while they change a host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: webapp_lock
+short_description: Take, take over or give back the host's release lock
+description:
+  - The lock is a JSON file (owner, command, start time, run id) created atomically
+    (O_EXCL). Every read-modify-write happens under an exclusive flock of a guard file.
+  - C(state=present) takes the lock, waiting up to I(wait) seconds for another holder to
+    give it back; when another run holds it, returns C(acquired=false) and the holder.
+    With I(take_over) set to the holder's run id (the caller found that run dead), the
+    lock passes to I(owner) only if that run still holds it.
+  - C(state=absent) gives the lock back when I(owner)'s run holds it.
+options:
+  path: {description: The lock file., type: path, required: true}
+  state: {description: Take or give back., type: str, choices: [present, absent], default: present}
+  owner: {description: "The holder's record; must have C(run_id)."  , type: dict, required: true}
+  wait: {description: Seconds to wait for another holder., type: float, default: 0}
+  take_over: {description: Run id of a dead holder whose lock may be taken over., type: str, default: ""}
+"""
+
+RETURN = r"""
+acquired: {description: Whether I(owner) holds the lock now., type: bool, returned: state=present}
+holder: {description: The record of the run that holds the lock (I(owner) when acquired)., type: dict, returned: always}
+"""
+
+import fcntl
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {"run_id": "<unreadable>"}
+    return data if isinstance(data, dict) else {"run_id": "<unreadable>"}
+
+
+def _write_new(path: str, owner: dict) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(owner, handle)
+        handle.write("\n")
+
+
+def _replace(path: str, owner: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(owner, handle)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def attempt(path: str, state: str, owner: dict, take_over: str) -> tuple[bool, bool, dict]:
+    """(changed, acquired, holder) after one try under the guard lock."""
+    with open(f"{path}.guard", "a", encoding="utf-8") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        holder = _read(path)
+        mine = holder.get("run_id") == owner["run_id"]
+        if state == "absent":
+            if mine:
+                os.unlink(path)
+                return True, False, {}
+            return False, False, holder
+        if mine:
+            return False, True, holder
+        if not holder:
+            _write_new(path, owner)
+            return True, True, owner
+        if take_over and holder.get("run_id") == take_over:
+            _replace(path, {**owner, "took_over_from": holder})
+            return True, True, owner
+        return False, False, holder
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "owner": {"type": "dict", "required": True},
+            "wait": {"type": "float", "default": 0},
+            "take_over": {"type": "str", "default": ""},
+        },
+        supports_check_mode=False,
+    )
+    p = module.params
+    if not p["owner"].get("run_id"):
+        module.fail_json(msg="owner must have a run_id")
+    os.makedirs(os.path.dirname(p["path"]), exist_ok=True)
+    deadline = time.monotonic() + p["wait"]
+    while True:
+        changed, acquired, holder = attempt(p["path"], p["state"], p["owner"], p["take_over"])
+        if p["state"] == "absent" or acquired or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    module.exit_json(changed=changed, acquired=acquired, holder=holder)
+
+
+if __name__ == "__main__":
+    main()
