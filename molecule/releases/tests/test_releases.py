@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (INVENTORY, PROJECT, address, app_instances, get_from, hosts, lb_url, playbook, recap,
-                      testinfra_host)
+                      testinfra_host as on_host)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
@@ -62,7 +62,7 @@ def fleet_serves(release: str) -> None:
 
 
 def current(host: str) -> str:
-    return Path(testinfra_host(host).file(f"{BASE}/current").linked_to).name
+    return Path(on_host(host).file(f"{BASE}/current").linked_to).name
 
 
 def app_changes(output: str) -> dict[str, int]:
@@ -114,7 +114,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
 
 def point_current_without_restart(host: str, release: str) -> None:
     """What a run killed right after its swap leaves: `current` moved, no instance restarted."""
-    result = testinfra_host(host).run(
+    result = on_host(host).run(
         f"ln -sfn {BASE}/releases/{release} {BASE}/current.tmp && mv -T {BASE}/current.tmp {BASE}/current")
     assert result.rc == 0, result.stderr
 
@@ -146,7 +146,7 @@ def test_every_instance_runs_the_converged_release():
 
 def test_every_instance_listens_through_its_own_socket_unit():
     for host, port in app_instances():
-        socket_unit = testinfra_host(host).service(f"webapp@{port}.socket")
+        socket_unit = on_host(host).service(f"webapp@{port}.socket")
         assert socket_unit.is_running and socket_unit.is_enabled, f"{host}: webapp@{port}.socket"
 
 
