@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -107,7 +108,13 @@ def api(path: str) -> dict:
 def find(project: Path) -> None:
     name = artifact_name(project)
     artifacts = api(f"actions/artifacts?name={name}&per_page=100")["artifacts"]
-    runs = {a["workflow_run"]["id"]: api(f"actions/runs/{a['workflow_run']['id']}") for a in artifacts}
+    runs = {}
+    for run_id in {a["workflow_run"]["id"] for a in artifacts}:
+        try:
+            runs[run_id] = api(f"actions/runs/{run_id}")
+        except urllib.error.HTTPError as err:  # a deleted run: its artifacts do not count
+            if err.code != 404:
+                raise
     chosen = choose(artifacts, runs)
     if chosen is None:
         fail(f"no artifact {name} from a successful run of {STAGING_WORKFLOW} on {STAGING_BRANCH}: "
