@@ -36,7 +36,7 @@ def webapp_rollback_plan(states: dict[str, dict[str, Any]], release: str = "") -
     Returns target, why, from (the releases hosts leave) and errors (one line a host
     that cannot go to the target; empty when every host can).
     """
-    bad = {r for s in states.values() for r in s.get("failed", [])}
+    bad = {r for s in states.values() for r in s.get("marked_failed", [])}
     bad |= {r for s in states.values() for r in s.get("rolled_back", {})}
     currents = {s.get("current", "") for s in states.values()} - {""}
     order = _order(states)
@@ -63,7 +63,7 @@ def webapp_rollback_plan(states: dict[str, dict[str, Any]], release: str = "") -
             errors.append(f"{host}: nothing to roll back to ({why}); it holds: {held}")
         elif target not in state.get("releases", []):
             errors.append(f"{host}: release {target} does not exist (complete) there; it holds: {held}")
-        elif target in state.get("failed", []):
+        elif target in state.get("marked_failed", []):
             errors.append(f"{host}: release {target} is marked failed there; it holds: {held}")
     leave = sorted(currents - {target}) if target else []
     return {"target": target, "why": why, "from": leave, "errors": errors}

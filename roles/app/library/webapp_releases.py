@@ -19,7 +19,7 @@ options:
 RETURN = r"""
 current: {description: Release id C(current) points at; empty when none., type: str, returned: always}
 releases: {description: Complete release ids, oldest first., type: list, returned: always}
-failed: {description: Release ids a deploy marked failed., type: list, returned: always}
+marked_failed: {description: Release ids a deploy marked failed (not "failed", which Ansible reads as the task failing)., type: list, returned: always}
 folders: {description: Every folder under releases/, complete or not., type: list, returned: always}
 artifacts: {description: Release ids whose artifact is under artifacts/., type: list, returned: always}
 rolled_back: {description: Release id to the record of the rollback away from it., type: dict, returned: always}
@@ -61,7 +61,7 @@ def read(base_dir: str, failed_marker: str) -> dict:
     artifacts_dir = os.path.join(base_dir, "artifacts")
     artifacts = sorted(n[len("webapp-"):-len(".tar.gz")] for n in (os.listdir(artifacts_dir) if os.path.isdir(artifacts_dir) else [])
                        if n.startswith("webapp-") and n.endswith(".tar.gz"))
-    return {"current": current, "releases": releases, "failed": failed, "folders": names, "artifacts": artifacts,
+    return {"current": current, "releases": releases, "marked_failed": failed, "folders": names, "artifacts": artifacts,
             "rolled_back": _records(os.path.join(state_dir, "rolled-back")), "deployed": deployed, "rollback": rollback}
 
 
