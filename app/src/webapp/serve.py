@@ -32,8 +32,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     log.info("starting", extra={"bind": config.bind, "port": config.port, "threads": config.threads,
                                 "version": config.version, "release": config.release})
+    # Waitress would drop X-Forwarded-For from every peer (it trusts at most one proxy
+    # address); the app itself believes it only from config.trusted_proxies (logs.client_addr).
     waitress.serve(create_app(config), host=config.bind, port=config.port,
-                   threads=config.threads, ident=None)
+                   threads=config.threads, ident=None, clear_untrusted_proxy_headers=False)
 
 
 if __name__ == "__main__":
