@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 ROLE = ROOT / "roles" / "grafana"
 DASHBOARDS = sorted((ROLE / "files" / "dashboards").glob("*.json"))
 EXPECTED_UIDS = {"webapp-app", "webapp-hosts", "webapp-lb", "webapp-logs"}

@@ -6,11 +6,12 @@ import ipaddress
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
 
 import loadgen  # noqa: E402
 

@@ -14,20 +14,19 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+from tests.conftest import BIN, ENV, ROOT  # also puts playbooks/filter_plugins on the path
+
+from stack_filters import app_ports  # noqa: I001 (after tests.conftest)
+
 INVENTORIES = ["staging", "production", "lab"]
 DASHBOARDS = sorted((ROOT / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
 LOGQL = ROOT / "tests" / "logql"
@@ -189,8 +188,8 @@ def test_fluent_bit_journald_filters_every_app_unit(rendered, env):
             assert source.get("systemd_filter_type") == "or", "several units need an or filter"
             vars_ = {**inv["all"].get("vars", {}), **inv["_meta"]["hostvars"][host]}
             if "app_base_port" in vars_ and "app_instances" in vars_:
-                base, count = int(vars_["app_base_port"]), int(vars_["app_instances"])
-                assert filters == [f"_SYSTEMD_UNIT=webapp@{p}.service" for p in range(base, base + count)], host
+                ports = app_ports(vars_["app_base_port"], vars_["app_instances"])
+                assert filters == [f"_SYSTEMD_UNIT=webapp@{p}.service" for p in ports], host
 
 
 @pytest.mark.parametrize("env", INVENTORIES)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import BIN, ENV, ROOT
+
 ROLE = ROOT / "roles" / "prometheus"
-BIN = Path(sys.executable).parent
 PROMTOOL = shutil.which("promtool", path=f"{BIN}{os.pathsep}{os.environ['PATH']}")
 
 
@@ -20,13 +19,12 @@ PROMTOOL = shutil.which("promtool", path=f"{BIN}{os.pathsep}{os.environ['PATH']}
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert PROMTOOL, "promtool is missing: ./stack deps puts it in .venv/bin"
     out = tmp_path_factory.mktemp("rules")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
     subprocess.run(
         [str(BIN / "ansible"), "localhost", "-c", "local", "-m", "ansible.builtin.template",
          "-a", f"src={ROLE}/templates/webapp.rules.yml.j2 dest={out}/webapp.rules.yml mode=0644",
          "-e", f"@{ROLE}/defaults/main.yml", "-e", f"@{ROLE}/vars/main.yml",
          "-e", f"@{ROOT}/tests/promtool/vars.yml"],
-        check=True, capture_output=True, text=True, env=env, cwd=ROOT,
+        check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
     )
     shutil.copy(ROOT / "tests" / "promtool" / "webapp.rules_test.yml", out)
     return out

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
-BIN = Path(sys.executable).parent  # the virtual environment's ansible commands
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
-
-def load(path: Path):
-    return yaml.safe_load(path.read_text()) or {}
+from tests.conftest import BIN, ENV, ROLES, ROOT, role_defaults
+from tests.conftest import load_yaml as load
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
@@ -209,3 +202,48 @@ def test_no_app_instance_fails_preflight():
     proc = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e", "app_instances=0")
     assert proc.returncode != 0
     assert "app_instances must be at least 1 on app1.staging.example.invalid" in proc.stdout, proc.stdout[-3000:]
+
+
+LAB_TESTS = sorted((ROOT / "molecule").glob("*/tests/*.py"))
+
+
+def hard_coded_defaults(path: Path, root: Path = ROOT) -> list[str]:
+    """Where a lab test writes a role's default message or port instead of reading the inventory.
+
+    Ports count as numbers (not slice bounds nor negated, e.g. out[-3000:]) and inside strings
+    (":8000", "default(9090)"); a line may say why a number is not the role's with "# not-a-default".
+    """
+    defaults = role_defaults()
+    ports = {v for k, v in defaults.items() if k.endswith("_port") and isinstance(v, int)}
+    words = [str(defaults["app_message"])]
+    source = path.read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.Slice)
+               for n in ast.walk(node)}
+    skipped |= {id(node.operand) for node in ast.walk(tree) if isinstance(node, ast.UnaryOp)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or id(node) in skipped or "# not-a-default" in lines[node.lineno - 1]:
+            continue
+        if isinstance(node.value, int) and not isinstance(node.value, bool) and node.value in ports:
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value}")
+        elif isinstance(node.value, str):
+            hits = [w for w in words if w in node.value]
+            hits += [str(p) for p in ports if re.search(rf"(:|default\(){p}\b", node.value)]
+            found += [f"{path.relative_to(root)}:{node.lineno}: {hit!r}" for hit in hits]
+    return found
+
+
+@pytest.mark.parametrize("path", LAB_TESTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_lab_tests_read_the_message_and_ports_from_the_inventory(path):
+    assert hard_coded_defaults(path) == []
+
+
+def test_the_hard_coded_default_check_finds_them(tmp_path):
+    sample = ROOT / "molecule" / "default" / "tests" / "conftest.py"
+    bad = tmp_path / "test_bad.py"
+    bad.write_text(sample.read_text() + '\nPORT = 9090\nURL = "http://lb:8000/"\nMSG = "Hello, World!"\n'
+                   'TAIL = "x"[-3000:]\nEXPR = "{{ grafana_port | default(3000) }}"\n')
+    found = hard_coded_defaults(bad, tmp_path)
+    assert [f.split(": ", 1)[1] for f in found] == ["9090", "'8000'", "'Hello, World!'", "'3000'"], found

@@ -81,3 +81,15 @@ def test_release_file_that_is_not_json(tmp_path: Path) -> None:
 def test_version_is_the_installed_one_or_a_fallback() -> None:
     assert package_version() == __version__ != "0.0.0+unknown"  # installed (editable or wheel)
     assert package_version("webapp-not-installed-anywhere") == "0.0.0+unknown"
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    c = Config.from_env({"APP_TRUSTED_PROXIES": "10.0.0.11, 10.0.0.12 192.0.2.0/24,2001:db8::1"})
+    assert [str(n) for n in c.trusted_proxies] == ["10.0.0.11/32", "10.0.0.12/32", "192.0.2.0/24", "2001:db8::1/128"]
+    assert Config.from_env({}).trusted_proxies == () == Config.from_env({"APP_TRUSTED_PROXIES": " "}).trusted_proxies
+
+
+@pytest.mark.parametrize("bad", ["lb1", "10.0.0.300", "10.0.0.0/33"])
+def test_a_bad_trusted_proxy_is_refused_by_name(bad: str) -> None:
+    with pytest.raises(ValueError, match=f"APP_TRUSTED_PROXIES .*{bad}"):
+        Config.from_env({"APP_TRUSTED_PROXIES": f"10.0.0.1,{bad}"})

@@ -4,6 +4,7 @@ import http.server
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,10 +77,56 @@ def test_no_answer_is_a_failure_with_code_000(tmp_path: Path, capsys: pytest.Cap
     assert " 000 " in capsys.readouterr().out
 
 
-def test_invalid_url_is_a_failure_with_code_000(tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", ["not-a-url", "data:text/plain,ok", "file:///etc/hostname", "ftp://127.0.0.1/x",
+                                 "gopher://127.0.0.1/", "http://", "http://[::1/"])
+def test_anything_but_an_http_url_is_refused_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            url: str) -> None:
     log = tmp_path / "hc.log"
-    assert main(["not-a-url", "--log-file", str(log)]) == 1
-    assert log.read_text().split()[1:] == ["000", "not-a-url"]
+    assert main([url, "--log-file", str(log)]) == 1
+    assert log.read_text().split()[1:] == ["000", url]
+    err = capsys.readouterr().err
+    assert err.startswith(f"webapp-healthcheck: {url}: ") and "Traceback" not in err
+
+
+def test_the_scheme_is_named_in_the_refusal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    main(["file:///etc/hostname", "--log-file", str(tmp_path / "hc.log")])
+    assert "scheme file: refused: only http and https URLs are checked" in capsys.readouterr().err
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[str]:
+    """Accepts, then sends a status line one byte a second: each read is quick, the whole is slow."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                if stop.wait(1):
+                    return
+                conn.sendall(bytes([byte]))
+
+    threading.Thread(target=drip, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/health"
+    stop.set()
+    listener.close()
+
+
+def test_timeout_bounds_the_whole_check(dripping_server: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert main([dripping_server, "--log-file", str(tmp_path / "hc.log"), "--timeout", "1.5"]) == 1
+    assert time.monotonic() - started < 4
+    assert (tmp_path / "hc.log").read_text().split()[1] == "000"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc"])
+def test_a_bad_timeout_is_refused(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["http://127.0.0.1/", "--timeout", bad])
+    assert exit_.value.code == 2 and "--timeout" in capsys.readouterr().err
 
 
 def test_lines_are_appended(server: str, tmp_path: Path) -> None:
@@ -97,7 +144,7 @@ def test_default_log_file_is_in_the_working_directory(server: str, tmp_path: Pat
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     main([f"{server}/200"])
-    assert (tmp_path / "healthcheck.log").read_text().split()[1] == "200"
+    assert (tmp_path / "health.log").read_text().split()[1] == "200"
 
 
 def test_unwritable_log_file_still_reports(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

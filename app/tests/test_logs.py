@@ -7,9 +7,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from webapp import logs
+from webapp.app import create_app
+from webapp.config import Config
 
 ACCESS_KEYS = {"ts", "level", "logger", "msg", "method", "path", "route", "status", "duration_ms",
                "remote_addr", "user_agent", "request_id"}
@@ -23,8 +26,8 @@ def access_lines(out: str) -> list[dict[str, object]]:
 @pytest.mark.usefixtures("json_logs")
 def test_access_log_is_one_json_line_on_stdout(client: FlaskClient, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
-    r = client.get("/health", headers={"User-Agent": "probe", "X-Forwarded-For": "203.0.113.9, 10.0.0.1",
-                                       "X-Request-ID": "req-1"})
+    r = client.get("/health", headers={"User-Agent": "probe", "X-Request-ID": "req-1"},
+                   environ_base={"REMOTE_ADDR": "203.0.113.9"})
     [entry] = access_lines(capsys.readouterr().out)
     assert set(entry) == ACCESS_KEYS
     assert entry["level"] == "info"
@@ -38,10 +41,9 @@ def test_access_log_is_one_json_line_on_stdout(client: FlaskClient, capsys: pyte
 @pytest.mark.usefixtures("json_logs")
 def test_access_log_of_a_404(client: FlaskClient, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
-    r = client.get("/nope", headers={"X-Real-IP": "198.51.100.7"})
+    r = client.get("/nope")
     [entry] = access_lines(capsys.readouterr().out)
     assert (entry["path"], entry["route"], entry["status"]) == ("/nope", "unmatched", 404)
-    assert entry["remote_addr"] == "198.51.100.7"
     assert entry["request_id"] == r.headers["X-Request-ID"]
 
 
@@ -52,6 +54,55 @@ def test_remote_addr_is_the_peer_without_proxy_headers(client: FlaskClient) -> N
     client.get("/", environ_base={"REMOTE_ADDR": "192.0.2.1"})
     [entry] = access_lines(out.getvalue())
     assert entry["remote_addr"] == "192.0.2.1"
+
+
+LB = "10.0.0.11"
+
+
+def behind_lb(trusted: str) -> FlaskClient:
+    app: Flask = create_app(Config(trusted_proxies=Config.from_env({"APP_TRUSTED_PROXIES": trusted}).trusted_proxies))
+    return app.test_client()
+
+
+def logged_addr(client: FlaskClient, peer: str, headers: dict[str, str]) -> object:
+    out = io.StringIO()
+    logs.configure(stream=out)
+    client.get("/", headers=headers, environ_base={"REMOTE_ADDR": peer})
+    [entry] = access_lines(out.getvalue())
+    return entry["remote_addr"]
+
+
+@pytest.mark.usefixtures("json_logs")
+@pytest.mark.parametrize("headers", [{"X-Forwarded-For": "6.6.6.6"}, {"X-Real-IP": "6.6.6.6"},
+                                     {"Forwarded": "for=6.6.6.6"}])
+def test_proxy_headers_of_an_untrusted_peer_are_ignored(headers: dict[str, str]) -> None:
+    assert logged_addr(behind_lb(LB), "192.0.2.1", headers) == "192.0.2.1"
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_no_peer_is_trusted_by_default(client: FlaskClient) -> None:
+    assert logged_addr(client, LB, {"X-Forwarded-For": "203.0.113.9"}) == LB
+
+
+@pytest.mark.usefixtures("json_logs")
+@pytest.mark.parametrize(("trusted", "forwarded", "expected"), [
+    (LB, "203.0.113.9", "203.0.113.9"),                      # what the edge LB sends: the client it saw
+    ("10.0.0.0/24", "203.0.113.9", "203.0.113.9"),           # trusted by network
+    (LB, "6.6.6.6, 203.0.113.9", "203.0.113.9"),             # a spoofed left hop is never read
+    (f"{LB}, 10.0.0.12", "203.0.113.9, 10.0.0.12", "203.0.113.9"),  # trusted hops are skipped
+    (LB, "2001:db8::1", "2001:db8::1"),
+    (LB, "", LB),                                            # no header: the proxy itself
+    (LB, "not-an-address", LB),                              # garbage: the proxy itself
+    (f"{LB} 10.0.0.12", "10.0.0.12", LB),                    # only trusted hops: the peer
+])
+def test_trusted_proxy_names_the_client(trusted: str, forwarded: str, expected: str) -> None:
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    assert logged_addr(behind_lb(trusted), LB, headers) == expected
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_x_real_ip_is_not_read_even_from_a_trusted_proxy() -> None:
+    assert logged_addr(behind_lb(LB), LB, {"X-Real-IP": "203.0.113.9"}) == LB
 
 
 def test_formatter_fields_and_utc_timestamp() -> None:

@@ -116,3 +116,27 @@ def test_serve_refuses_more_than_one_socket() -> None:
     assert proc.returncode == 2
     [line] = [json.loads(line) for line in proc.stdout.splitlines()]
     assert "LISTEN_FDS" in line["msg"]
+
+
+def access_addr_under_waitress(env: dict[str, str]) -> str:
+    """remote_addr logged by a real webapp-serve for a request carrying X-Forwarded-For."""
+    port = free_port()
+    proc = subprocess.Popen(serve_command(), env={**os.environ, "APP_PORT": str(port), **env},
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.5"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+        proc.wait()
+    [addr] = [line["remote_addr"] for line in map(json.loads, out.splitlines()) if line.get("route") == "/"]
+    return str(addr)
+
+
+def test_waitress_passes_x_forwarded_for_to_the_app_which_trusts_only_its_proxies() -> None:
+    assert access_addr_under_waitress({"APP_TRUSTED_PROXIES": "127.0.0.1"}) == "203.0.113.5"
+    assert access_addr_under_waitress({}) == "127.0.0.1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from webapp import logs, metrics
 from webapp.config import Config
@@ -19,7 +19,8 @@ def _finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     rid: str = g.get("request_id") or logs.request_id(request)
     metrics.observe(request, response.status_code, seconds)
-    logs.access(request, response, seconds, rid)
+    config: Config = current_app.config["WEBAPP"]
+    logs.access(request, response, seconds, rid, config.trusted_proxies)
     response.headers["X-Request-ID"] = rid
     return response
 

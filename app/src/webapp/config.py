@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -11,6 +12,8 @@ from pathlib import Path
 from webapp import __version__
 
 UNKNOWN_RELEASE = "unknown"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -24,6 +27,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ValueError(f"{name} must lie within {low}..{high}, got {value}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    """Addresses or networks separated by commas or spaces; a bad one raises ValueError naming `name`."""
+    found = []
+    for item in env.get(name, "").replace(",", " ").split():
+        try:
+            found.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{name} must list IP addresses or networks, got {item!r}") from None
+    return tuple(found)
 
 
 def read_release_id(path: str) -> str:
@@ -55,6 +69,8 @@ class Config:
     threads: int = 4
     version: str = __version__
     release: str = UNKNOWN_RELEASE
+    # Peers whose X-Forwarded-For names the client (the load balancers); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -66,4 +82,5 @@ class Config:
             port=_int(env, "APP_PORT", cls.port, 1, 65535),
             threads=_int(env, "APP_THREADS", cls.threads, 1, 1024),
             release=_release(env),
+            trusted_proxies=_networks(env, "APP_TRUSTED_PROXIES"),
         )

@@ -1,8 +1,10 @@
 """`webapp-healthcheck URL`: exit 0 for a 1xx-3xx answer, 1 for 4xx/5xx or no answer.
 
-Redirects are not followed: a 3xx is an answer in itself. Every check appends
-"<UTC timestamp> <code> <url>" to the log file (code 000 when there was no
-answer) and prints the same line on stdout.
+Redirects are not followed: a 3xx is an answer in itself. Only http and https URLs are
+checked; any other scheme is refused with a message on stderr. `--timeout` bounds the
+whole check (name resolution, connection, the answer's status line and headers). Every
+check appends "<UTC timestamp> <code> <url>" to the log file (code 000 when there was
+no answer, or the URL was refused) and prints the same line on stdout.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import sys
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 NO_ANSWER = 0
+SCHEMES = ("http", "https")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -23,11 +28,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises HTTPError with the 3xx code itself
 
 
-def status_of(url: str, timeout: float) -> int:
-    """The HTTP status `url` answers a GET with, or NO_ANSWER (0).
+def refusal(url: str) -> str | None:
+    """Why `url` is not checked (a scheme other than http/https, no host), or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as err:
+        return f"not a URL ({err})"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"scheme {parts.scheme + ':' if parts.scheme else '(none)'} refused: only http and https URLs are checked"
+    if not parts.hostname:
+        return "the URL names no host"
+    return None
 
-    Proxies from the environment are ignored: the check goes straight to the URL.
-    """
+
+def _get(url: str, timeout: float) -> int:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
     try:
         with opener.open(url, timeout=timeout) as resp:
@@ -38,22 +52,49 @@ def status_of(url: str, timeout: float) -> int:
         return NO_ANSWER
 
 
+def status_of(url: str, timeout: float) -> int:
+    """The HTTP status `url` answers a GET with within `timeout` seconds in all, or NO_ANSWER (0).
+
+    Only http and https URLs are fetched (others: NO_ANSWER). Proxies from the environment
+    are ignored: the check goes straight to the URL.
+    """
+    if refusal(url):
+        return NO_ANSWER
+    result: list[int] = []
+    # The socket timeout bounds each step only (a slow resolver or a server dripping its
+    # headers could take longer in all): the deadline is the thread's, which is left behind.
+    worker = threading.Thread(target=lambda: result.append(_get(url, timeout)), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return result[0] if result else NO_ANSWER
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must lie within (0, 3600] seconds, got {raw}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="webapp-healthcheck",
-        description="GET a URL without following redirects; exit 0 for 1xx-3xx, 1 otherwise.",
+        description="GET an http(s) URL without following redirects; exit 0 for 1xx-3xx, 1 otherwise.",
     )
     parser.add_argument("url")
-    parser.add_argument("--log-file", type=Path, default=Path("healthcheck.log"),
+    parser.add_argument("--log-file", type=Path, default=Path("health.log"),
                         help="file to append the result line to (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds to wait for an answer (default: %(default)s)")
+    parser.add_argument("--timeout", type=_seconds, default=5.0,
+                        help="seconds the whole check may take (default: %(default)s)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    code = status_of(args.url, args.timeout)
+    refused = refusal(args.url)
+    if refused:
+        print(f"webapp-healthcheck: {args.url}: {refused}", file=sys.stderr)
+    code = NO_ANSWER if refused else status_of(args.url, args.timeout)
     line = f"{datetime.now(UTC).isoformat(timespec='seconds')} {code:03d} {args.url}"
     try:
         with args.log_file.open("a", encoding="utf-8") as log:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -12,6 +13,7 @@ from typing import TextIO
 
 from flask import Request, Response
 
+from webapp.config import Network
 from webapp.metrics import route_label
 
 ACCESS_LOGGER = "webapp.access"
@@ -45,10 +47,34 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
 
 
-def client_addr(request: Request) -> str:
-    """The first hop of X-Forwarded-For, else X-Real-IP, else the peer address."""
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    return forwarded or request.headers.get("X-Real-IP", "").strip() or request.remote_addr or ""
+def _trusted(addr: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_addr(request: Request, trusted: tuple[Network, ...] = ()) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy.
+
+    From a trusted proxy, the nearest X-Forwarded-For hop that is not itself a trusted
+    proxy (hops are read from the right: the left ones are whatever the client sent);
+    the peer's own address when the header has no such valid hop. Nothing else
+    (X-Real-IP, Forwarded) is read.
+    """
+    peer = request.remote_addr or ""
+    if not _trusted(peer, trusted):
+        return peer
+    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+        hop = hop.strip()
+        if _trusted(hop, trusted):
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            break
+    return peer
 
 
 def request_id(request: Request) -> str:
@@ -57,8 +83,9 @@ def request_id(request: Request) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
-def access(request: Request, response: Response, seconds: float, rid: str) -> None:
-    """Log the access line of one answered request."""
+def access(request: Request, response: Response, seconds: float, rid: str,
+           trusted: tuple[Network, ...] = ()) -> None:
+    """Log the access line of one answered request; `trusted`: the proxies client_addr believes."""
     logging.getLogger(ACCESS_LOGGER).info(
         "%s %s %s", request.method, request.path, response.status_code,
         extra={
@@ -67,7 +94,7 @@ def access(request: Request, response: Response, seconds: float, rid: str) -> No
             "route": route_label(request),
             "status": response.status_code,
             "duration_ms": round(seconds * 1000, 3),
-            "remote_addr": client_addr(request),
+            "remote_addr": client_addr(request, trusted),
             "user_agent": request.headers.get("User-Agent", ""),
             "request_id": rid,
         },

@@ -64,10 +64,13 @@ def main() -> None:
                                 "socket": "systemd" if sock else "own",
                                 "version": config.version, "release": config.release})
     app = create_app(config)
+    # Waitress would drop X-Forwarded-For from every peer (it trusts at most one proxy
+    # address); the app itself believes it only from config.trusted_proxies (logs.client_addr).
     if sock is not None:
-        waitress.serve(app, sockets=[sock], threads=config.threads, ident=None)
+        waitress.serve(app, sockets=[sock], threads=config.threads, ident=None, clear_untrusted_proxy_headers=False)
     else:
-        waitress.serve(app, host=config.bind, port=config.port, threads=config.threads, ident=None)
+        waitress.serve(app, host=config.bind, port=config.port, threads=config.threads, ident=None,
+                       clear_untrusted_proxy_headers=False)
 
 
 if __name__ == "__main__":

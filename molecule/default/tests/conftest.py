@@ -1,5 +1,10 @@
 """Shared helpers of the lab tests: the inventory, addresses and an HTTP client.
 
+Both scenarios use this one file (molecule/releases/tests/conftest.py is a link to it):
+`from conftest import playbook, recap, instance_release, lb_url, ...`. Every message and
+port comes from the lab inventory, else from the role's defaults/main.yml, never a literal
+(tests/test_repo.py checks the tests for them).
+
 Requests go only to the lab's own hosts (addresses the lab made on its bridge), in
 bounded loops.
 """
@@ -22,28 +27,46 @@ from pathlib import Path
 import pytest
 import testinfra
 import testinfra.host
+import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = str(PROJECT / "inventories" / "lab")
 
+# The plays' own filters: app_ports is the one definition of an app host's ports.
+sys.path.insert(0, str(PROJECT / "playbooks" / "filter_plugins"))
+import stack_filters  # noqa: E402
+
+
+# The roles whose defaults the tests fall back on, as the roles themselves do.
+ROLES = ("app", "nginx", "node_exporter", "prometheus", "grafana", "loki", "fluent_bit", "firewall")
 
 # The variables the tests read, templated by Ansible itself (testinfra's own inventory
 # reader does not template, and the lab inventory computes addresses from LAB_NET).
+# A role variable the inventory does not set is null here and its role's default below.
+_ROLE_VARS = (
+    "app_base_port", "app_instances", "app_message", "nginx_listen_port", "nginx_tls_port", "nginx_tls_certificate",
+    "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
+    "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
+)
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
     " 'deploy_env': deploy_env,"
     " 'ansible_user': ansible_user | default('root'),"
     " 'key': ansible_ssh_private_key_file | default(''),"
-    " 'app_base_port': app_base_port | default(8000), 'app_instances': app_instances | default(2),"
-    " 'nginx_listen_port': nginx_listen_port | default(80),"
-    " 'node_exporter_port': node_exporter_port | default(9100),"
-    " 'nginx_exporter_port': nginx_exporter_port | default(9113),"
-    " 'prometheus_port': prometheus_port | default(9090),"
-    " 'nginx_tls_certificate': nginx_tls_certificate | default(''), 'nginx_tls_port': nginx_tls_port | default(443),"
-    " 'grafana_port': grafana_port | default(3000), 'grafana_enabled': grafana_enabled | default(true) | bool,"
-    " 'fluent_bit_forward_port': fluent_bit_forward_port | default(24224), 'loki_enabled': loki_enabled | default(true) | bool,"
-    " 'loki_http_port': loki_http_port | default(3100), 'admin_networks': admin_networks | default([])} }}"
+    " 'grafana_enabled': grafana_enabled | default(true) | bool, 'loki_enabled': loki_enabled | default(true) | bool,"
+    " 'admin_networks': admin_networks | default([]),"
+    + "".join(f" '{name}': {name} | default(none)," for name in _ROLE_VARS)
+    + "} }}"
 )
+
+
+@functools.cache
+def role_defaults() -> dict[str, object]:
+    """Every variable of the roles' defaults/main.yml, as the roles would use them."""
+    found: dict[str, object] = {}
+    for role in ROLES:
+        found.update(yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text()) or {})
+    return found
 
 
 @functools.cache
@@ -60,6 +83,9 @@ def _all_vars() -> dict[str, dict]:
         name, sep, result = line.partition(" | SUCCESS => ")
         if sep:
             found[name] = json.JSONDecoder().raw_decode(result)[0]["msg"]
+            for var in _ROLE_VARS:
+                if found[name][var] is None:
+                    found[name][var] = role_defaults()[var]
     return found
 
 
@@ -86,13 +112,25 @@ def address(name: str) -> str:
 
 
 def app_ports(name: str) -> list[int]:
+    """The instance ports of the app host `name`, by the plays' own filter (playbooks/filter_plugins)."""
     v = hostvars(name)
-    base = int(v["app_base_port"])
-    return list(range(base, base + int(v["app_instances"])))
+    return stack_filters.app_ports(v["app_base_port"], v["app_instances"])
 
 
 def app_instances() -> list[tuple[str, int]]:
     return [(h, p) for h in hosts("app") for p in app_ports(h)]
+
+
+def message(name: str) -> str:
+    """What GET / answers on the app host `name` (the inventory's app_message)."""
+    return str(hostvars(name)["app_message"])
+
+
+def lb_message() -> str:
+    """What GET / answers through a load balancer: the one message of every app host."""
+    messages = {message(h) for h in hosts("app")}
+    assert len(messages) == 1, f"the app hosts answer different messages: {messages}"
+    return messages.pop()
 
 
 def lb_port(name: str) -> int:
@@ -100,7 +138,7 @@ def lb_port(name: str) -> int:
 
 
 def port(name: str, var: str) -> int:
-    """A port from the inventory, with the defaults playbooks/monitoring.yml uses."""
+    """A port from the inventory, else its role's default."""
     return int(hostvars(name)[var])
 
 
@@ -153,6 +191,19 @@ def get_from(name: str, url: str, timeout: float = 5) -> Answer:
     return Answer(status, body, {})
 
 
+def instance_health(name: str, port: int) -> dict | None:
+    """An app instance's /health answer (status, version, release), asked from a load balancer
+    (the firewall opens app ports to lb and monitoring hosts only); None when it does not answer 200."""
+    answer = get_from(hosts("lb")[0], f"http://{address(name)}:{port}/health")
+    return json.loads(answer.body) if answer.status == 200 else None
+
+
+def instance_release(name: str, port: int) -> str:
+    """The release an app instance reports, or "<no answer>"."""
+    health = instance_health(name, port)
+    return str(health["release"]) if health else "<no answer>"
+
+
 def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
     """ansible-playbook against the lab inventory, from the project folder."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
@@ -171,6 +222,14 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 def journal(host, unit: str, lines: int = 30) -> str:
     return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
+
+
+def exposure(host, unit: str) -> tuple[float, str]:
+    """`systemd-analyze security`'s overall exposure of a unit on a lab host (0 best, 10 worst), and its report."""
+    out = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    assert found, out
+    return float(found.group(1)), out
 
 
 @pytest.fixture(scope="session")

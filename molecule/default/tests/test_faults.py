@@ -16,7 +16,8 @@ import time
 import uuid
 
 import pytest
-from conftest import PROJECT, address, app_ports, get, get_from, hosts, journal, lb_url, playbook, port, recap
+from conftest import (PROJECT, address, app_ports, get, get_from, hosts, journal, lb_message, lb_url, playbook, port,
+                      recap)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
@@ -89,7 +90,7 @@ def test_invalid_nginx_configuration_fails_the_play_and_nginx_keeps_serving(infr
     assert main_pid(host, "nginx") == master, journal(host, "nginx")
     assert result.requests > 50 and result.failures == [], result.summary()
     answer = get(lb_url(LB))
-    assert (answer.status, answer.body) == (200, "Hello, World!")
+    assert (answer.status, answer.body) == (200, lb_message())
 
 
 @pytest.mark.disruptive(21)

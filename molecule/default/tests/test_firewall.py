@@ -66,7 +66,7 @@ def expected() -> list[tuple[str, int, str, frozenset[str] | None]]:
     admin = admin_sources()
     rows: list[tuple[str, int, str, frozenset[str] | None]] = []
     for h in hosts("all"):
-        rows.append((h, 22, "ssh", frozenset(admin)))
+        rows.append((h, port(h, "firewall_ssh_port"), "ssh", frozenset(admin)))
         rows.append((h, port(h, "node_exporter_port"), "node_exporter", frozenset(mon)))
     for h in hosts("app"):
         rows += [(h, p, f"app instance {p}", frozenset(lb | mon)) for p in app_ports(h)]

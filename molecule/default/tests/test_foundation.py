@@ -7,7 +7,7 @@ import re
 import uuid
 
 import pytest
-from conftest import address, app_instances, get, get_from, hosts, journal, lb_url
+from conftest import address, app_instances, exposure, get, hosts, instance_health, journal, lb_message, lb_url
 
 APP_INSTANCES = app_instances()
 LBS = hosts("lb")
@@ -32,10 +32,8 @@ def test_app_instance_listens_on_its_port(infra, name, port):
 
 @pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
 def test_app_instance_answers_health(infra, name, port):
-    # From a load balancer: the firewall opens app ports to lb and monitoring hosts only.
-    answer = get_from(LBS[0], f"http://{address(name)}:{port}/health")
-    assert answer.status == 200, journal(infra(name), f"webapp@{port}")
-    health = json.loads(answer.body)
+    health = instance_health(name, port)
+    assert health is not None, journal(infra(name), f"webapp@{port}")
     assert health["status"] == "ok"
     assert health["version"]
     release = infra(name).file("/opt/webapp/current/release.json").content_string
@@ -60,7 +58,7 @@ def test_nginx_is_running(infra, name):
 def test_lb_returns_the_message(name):
     answer = get(lb_url(name))
     assert answer.status == 200
-    assert answer.body == "Hello, World!"
+    assert answer.body == lb_message()
 
 
 @pytest.mark.parametrize("name", LBS)
@@ -88,7 +86,5 @@ def test_lb_spreads_requests_over_every_instance(infra, name):
 
 @pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
 def test_app_unit_is_sandboxed(infra, name, port):
-    out = infra(name).check_output(f"systemd-analyze security --no-pager webapp@{port}.service")
-    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
-    assert found, out
-    assert float(found.group(1)) <= 2.0, out
+    score, report = exposure(infra(name), f"webapp@{port}.service")
+    assert score <= 2.0, report

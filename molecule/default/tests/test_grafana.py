@@ -16,16 +16,14 @@ Settings (environment):
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
-from conftest import INVENTORY, PROJECT, Answer, address, get, hosts, journal
+from conftest import PROJECT, Answer, address, get, hosts, hostvars, journal, port
 
 MONITORING = hosts("monitoring")
 UNIT = "grafana-server"
@@ -38,31 +36,13 @@ NOT_DEPLOYED = (
 )
 
 
-@functools.cache
-def grafana_vars(name: str) -> dict:
-    """The role's settings for a host, as Ansible resolves them from the lab inventory."""
-    expr = (
-        "{{ {'port': grafana_port | default(3000), 'user': grafana_admin_user | default('admin'),"
-        " 'password': grafana_admin_password | default('')} }}"
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-    out = subprocess.run(
-        ["ansible", "-i", INVENTORY, name, "--one-line", "-m", "ansible.builtin.debug", "-a", f"msg={expr}"],
-        check=True, capture_output=True, text=True, env=env, cwd=PROJECT,
-    ).stdout
-    _, sep, result = out.partition(" | SUCCESS => ")
-    assert sep, f"ansible could not resolve the Grafana settings of {name}"
-    return json.JSONDecoder().raw_decode(result)[0]["msg"]
-
-
 def base_url(name: str) -> str:
-    return f"http://{address(name)}:{int(grafana_vars(name)['port'])}"
+    return f"http://{address(name)}:{port(name, 'grafana_port')}"
 
 
 def admin(name: str) -> tuple[str, str]:
-    user = os.environ.get("LAB_GRAFANA_ADMIN_USER") or grafana_vars(name)["user"]
-    password = os.environ.get("LAB_GRAFANA_ADMIN_PASSWORD") or grafana_vars(name)["password"]
+    user = os.environ.get("LAB_GRAFANA_ADMIN_USER") or hostvars(name)["grafana_admin_user"]
+    password = os.environ.get("LAB_GRAFANA_ADMIN_PASSWORD") or hostvars(name)["grafana_admin_password"]
     assert password, "no admin password: set LAB_GRAFANA_ADMIN_PASSWORD or grafana_admin_password in the lab inventory"
     return user, password
 

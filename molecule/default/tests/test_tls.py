@@ -9,7 +9,7 @@ import socket
 import ssl
 
 import pytest
-from conftest import address, get, hosts, hostvars, journal, lb_port, lb_url, port
+from conftest import address, get, hosts, hostvars, journal, lb_message, lb_port, lb_url, port
 from conftest import testinfra_host as lab_host
 
 LBS = [h for h in hosts("lb") if hostvars(h)["nginx_tls_certificate"]]
@@ -49,7 +49,7 @@ def test_https_answers_with_a_certificate_valid_for_its_address(name):
         conn.request("GET", "/")
         answer = conn.getresponse()
         assert answer.status == 200
-        assert answer.read().decode() == "Hello, World!"
+        assert answer.read().decode() == lb_message()
         assert answer.getheader("Strict-Transport-Security", "").startswith("max-age="), answer.getheaders()
     finally:
         conn.close()
@@ -64,7 +64,8 @@ def test_http_redirects_to_https(name, path):
     conn.close()
     tls_port = port(name, "nginx_tls_port")
     assert answer.status == 301
-    assert answer.getheader("Location") == f"https://{address(name)}{'' if tls_port == 443 else f':{tls_port}'}{path}"
+    shown = "" if tls_port == 443 else f":{tls_port}"  # not-a-default: HTTPS's own port, left out of URLs
+    assert answer.getheader("Location") == f"https://{address(name)}{shown}{path}"
 
 
 @pytest.mark.parametrize("name", LBS)

@@ -1,0 +1,33 @@
+"""Shared helpers of the repository tests (tests/ is a package: import them as tests.conftest,
+so they never clash with app/tests/conftest.py in one pytest run)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the virtual environment's commands (ansible-playbook, promtool)
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+# The plays' own filters (app_ports: the one definition of an app host's ports), for the tests.
+sys.path.insert(0, str(ROOT / "playbooks" / "filter_plugins"))
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
+
+
+def load_yaml(path: Path):
+    """A YAML file's data ({} for an empty file)."""
+    return yaml.safe_load(path.read_text()) or {}
+
+
+@functools.cache
+def role_defaults() -> dict[str, object]:
+    """Every variable of every role's defaults/main.yml."""
+    found: dict[str, object] = {}
+    for role in ROLES:
+        found.update(load_yaml(role / "defaults" / "main.yml"))
+    return found
+
