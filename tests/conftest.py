@@ -4,7 +4,9 @@ so they never clash with app/tests/conftest.py in one pytest run)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +33,11 @@ def role_defaults() -> dict[str, object]:
         found.update(load_yaml(role / "defaults" / "main.yml"))
     return found
 
+
+def inventory(env: str) -> dict:
+    """ansible-inventory --list of one of inventories/<env>."""
+    out = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / env), "--list"],
+        check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
+    ).stdout
+    return json.loads(out)

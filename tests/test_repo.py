@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, ENV, ROLES, ROOT, role_defaults
+from tests.conftest import BIN, ENV, ROLES, ROOT, inventory, role_defaults
 from tests.conftest import load_yaml as load
 
 
@@ -56,12 +56,6 @@ def test_main_is_a_table_of_contents(role):
         assert {role.name, f"{role.name}_{part}"} <= set(task["tags"])
 
 
-def inventory(env: str) -> dict:
-    out = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / env), "--list"],
-        check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
-    ).stdout
-    return json.loads(out)
 
 
 @pytest.mark.parametrize(("env", "counts"), [

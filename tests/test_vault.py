@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_repo import BIN, ENV, ROOT, inventory
+from tests.conftest import BIN, ENV, ROOT, inventory
 
 PASSWORD = "a-test-vault-password"
 SECRET = "a-real-secret-0123"
