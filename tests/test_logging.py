@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_repo import preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -162,6 +163,58 @@ def test_loki_and_grafana_write_the_same_apt_source(rendered):
         assert (apt / "grafana.sources").read_text() == (apt / "loki.sources").read_text()
 
 
+def test_preflight_refuses_grafana_and_loki_disagreeing_on_their_shared_repository():
+    ok = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e",
+                   json.dumps({"grafana_apt_repository_url": "https://mirror.example.invalid/grafana",
+                               "loki_apt_repository_url": "https://mirror.example.invalid/grafana"}))
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x",
+                     "-e", "loki_apt_repository_url=https://mirror.example.invalid/grafana")
+    assert proc.returncode != 0
+    assert "Grafana and Loki both install from Grafana's apt repository" in proc.stdout, proc.stdout[-3000:]
+    assert "https://mirror.example.invalid/grafana" in proc.stdout
+
+
+# --- the vendors' packages ---------------------------------------------------------------
+
+
+@functools.cache
+def lab_deb_files() -> dict[str, list[str]]:
+    """role -> the .deb files the lab installs it from (inventories/lab: LAB_*_DEBS, else ../shared/vendor)."""
+    expr = "{{ {'loki': loki_deb_files, 'fluent_bit': fluent_bit_deb_files} }}"
+    out = subprocess.run([str(BIN / "ansible"), "-i", str(ROOT / "inventories" / "lab"), hosts_of("lab", "monitoring")[0],
+                          "--one-line", "-m", "ansible.builtin.debug", "-a", f"msg={expr}"],
+                         check=True, capture_output=True, text=True, env={**ENV, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
+                         cwd=ROOT).stdout
+    return json.JSONDecoder().raw_decode(out.partition(" => ")[2])[0]["msg"]
+
+
+def deb_contents(deb: str) -> tuple[dict[str, str], set[str]]:
+    """The package's control fields and the paths it installs."""
+    fields = subprocess.run(["dpkg-deb", "--field", deb, "Package", "Version"], check=True, capture_output=True,
+                            text=True).stdout
+    listing = subprocess.run(["dpkg-deb", "--contents", deb], check=True, capture_output=True, text=True).stdout
+    paths = {line.split()[-1].lstrip(".").rstrip("/") for line in listing.splitlines() if line.strip()}
+    return dict(line.split(": ", 1) for line in fields.splitlines()), paths
+
+
+@pytest.mark.parametrize(("role", "files"), [("loki", ["_loki_binary", "_loki_config"]), ("fluent_bit", ["_fluent_bit_binary"])])
+def test_role_uses_the_vendor_packages_paths(role, files):
+    # The binary that validates the configuration, the configuration the unit reads and the
+    # unit itself are where the vendor's package puts them (else validate: never runs).
+    debs = lab_deb_files()[role]
+    if not debs:
+        pytest.skip(f"no {role} .deb files for the lab (LAB_VENDOR_DIR, ../shared/vendor, or LAB_*_DEBS)")
+    constants = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    (fields, paths), = [deb_contents(d) for d in debs if deb_contents(d)[0]["Package"] == constants[f"_{role}_package"]]
+    assert fields["Version"] == defaults[f"{role}_version"], f"the lab's package is not the version the role pins: {fields}"
+    for key in files:
+        assert constants[key] in paths, f"{key} {constants[key]} is not in {role}'s package"
+    unit = f"{constants[f'_{role}_service']}.service"
+    assert {f"/etc/systemd/system/{unit}", f"/lib/systemd/system/{unit}", f"/usr/lib/systemd/system/{unit}"} & paths
+
+
 # --- Fluent Bit ------------------------------------------------------------------------
 
 
@@ -175,7 +228,7 @@ def test_fluent_bit_has_the_expected_inputs_per_group(rendered, env):
     app, lb = set(hosts_of(env, "app")), set(hosts_of(env, "lb"))
     for host, config in fluent_bit(rendered, env).items():
         names = sorted(i["name"] for i in config["pipeline"]["inputs"])
-        expected = sorted(["forward"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
+        expected = sorted(["forward", "udp"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
         assert names == expected, host
 
 
@@ -222,6 +275,17 @@ def test_fluent_bit_forward_input_is_on_loopback(rendered, env):
         forward = [i for i in config["pipeline"]["inputs"] if i["name"] == "forward"]
         assert len(forward) == 1, host
         assert forward[0]["listen"] == "127.0.0.1" and int(forward[0]["port"]) == 24224, host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_udp_input_takes_json_on_loopback_on_the_forward_port(rendered, env):
+    # The original task's check: echo '{"tag": ..., "message": ...}' | nc -u -w1 localhost 24224
+    for host, config in fluent_bit(rendered, env).items():
+        forward = next(i for i in config["pipeline"]["inputs"] if i["name"] == "forward")
+        udp = [i for i in config["pipeline"]["inputs"] if i["name"] == "udp"]
+        # 127.0.0.1 always, ::1 where the host has it (rendered here without facts: 127.0.0.1 only).
+        assert [i["listen"] for i in udp] == ["127.0.0.1"], host
+        assert all(int(i["port"]) == int(forward["port"]) and i["format"] == "json" for i in udp), host
 
 
 @pytest.mark.parametrize("env", INVENTORIES)

@@ -42,6 +42,7 @@ _VARS = (
     " 'nginx_tls_certificate': nginx_tls_certificate | default(''), 'nginx_tls_port': nginx_tls_port | default(443),"
     " 'grafana_port': grafana_port | default(3000), 'grafana_enabled': grafana_enabled | default(true) | bool,"
     " 'fluent_bit_forward_port': fluent_bit_forward_port | default(24224), 'loki_enabled': loki_enabled | default(true) | bool,"
+    " 'fluent_bit_enabled': fluent_bit_enabled | default(true) | bool,"
     " 'loki_http_port': loki_http_port | default(3100), 'admin_networks': admin_networks | default([])} }}"
 )
 
