@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -213,6 +214,37 @@ def test_role_uses_the_vendor_packages_paths(role, files):
         assert constants[key] in paths, f"{key} {constants[key]} is not in {role}'s package"
     unit = f"{constants[f'_{role}_service']}.service"
     assert {f"/etc/systemd/system/{unit}", f"/lib/systemd/system/{unit}", f"/usr/lib/systemd/system/{unit}"} & paths
+
+
+@pytest.fixture(scope="session")
+def vendor_checkers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """role -> its validate: command (%s the file), run with the binary of the lab's package
+    unpacked on the controller."""
+    base = tmp_path_factory.mktemp("vendor")
+    checkers = {}
+    for role, debs in lab_deb_files().items():
+        if not debs:
+            pytest.skip(f"no {role} .deb files for the lab (LAB_VENDOR_DIR, ../shared/vendor, or LAB_*_DEBS)")
+        for deb in debs:
+            subprocess.run(["dpkg-deb", "--extract", deb, str(base / role)], check=True)
+        constants = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+        command = constants[{"loki": "_loki_verify_config", "fluent_bit": "_fluent_bit_dry_run"}[role]]
+        binary = f"{{{{ _{role}_binary }}}}"
+        assert command.startswith(binary + " "), command
+        checkers[role] = command.replace(binary, str(base / role) + constants[f"_{role}_binary"])
+    return checkers
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_rendered_configurations_pass_the_vendors_checkers(rendered, vendor_checkers, env):
+    # The roles' own validate: commands, with the vendors' binaries, on every host's file.
+    for role, pattern in (("loki", "*/loki.yml"), ("fluent_bit", "*/fluent-bit.yaml")):
+        files = sorted(rendered[env].glob(pattern))
+        assert files, f"{env}: nothing rendered for {role}"
+        for path in files:
+            result = subprocess.run(shlex.split(vendor_checkers[role].replace("%s", str(path))), capture_output=True,
+                                    text=True, timeout=120, check=False)
+            assert result.returncode == 0, f"{path}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
 
 
 # --- Fluent Bit ------------------------------------------------------------------------
