@@ -15,6 +15,7 @@ import fnmatch
 import functools
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from datetime import datetime
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, ENV, ROOT  # also puts playbooks/filter_plugins on the path
+from tests.test_repo import preflight
 
 from stack_filters import app_ports  # noqa: I001 (after tests.conftest)
 
@@ -161,6 +163,89 @@ def test_loki_and_grafana_write_the_same_apt_source(rendered):
         assert (apt / "grafana.sources").read_text() == (apt / "loki.sources").read_text()
 
 
+def test_preflight_refuses_grafana_and_loki_disagreeing_on_their_shared_repository():
+    ok = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e",
+                   json.dumps({"grafana_apt_repository_url": "https://mirror.example.invalid/grafana",
+                               "loki_apt_repository_url": "https://mirror.example.invalid/grafana"}))
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x",
+                     "-e", "loki_apt_repository_url=https://mirror.example.invalid/grafana")
+    assert proc.returncode != 0
+    assert "Grafana and Loki both install from Grafana's apt repository" in proc.stdout, proc.stdout[-3000:]
+    assert "https://mirror.example.invalid/grafana" in proc.stdout
+
+
+# --- the vendors' packages ---------------------------------------------------------------
+
+
+@functools.cache
+def lab_deb_files() -> dict[str, list[str]]:
+    """role -> the .deb files the lab installs it from (inventories/lab: LAB_*_DEBS, else ../shared/vendor)."""
+    expr = "{{ {'loki': loki_deb_files, 'fluent_bit': fluent_bit_deb_files} }}"
+    out = subprocess.run([str(BIN / "ansible"), "-i", str(ROOT / "inventories" / "lab"), hosts_of("lab", "monitoring")[0],
+                          "--one-line", "-m", "ansible.builtin.debug", "-a", f"msg={expr}"],
+                         check=True, capture_output=True, text=True, env={**ENV, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
+                         cwd=ROOT).stdout
+    return json.JSONDecoder().raw_decode(out.partition(" => ")[2])[0]["msg"]
+
+
+def deb_contents(deb: str) -> tuple[dict[str, str], set[str]]:
+    """The package's control fields and the paths it installs."""
+    fields = subprocess.run(["dpkg-deb", "--field", deb, "Package", "Version"], check=True, capture_output=True,
+                            text=True).stdout
+    listing = subprocess.run(["dpkg-deb", "--contents", deb], check=True, capture_output=True, text=True).stdout
+    paths = {line.split()[-1].lstrip(".").rstrip("/") for line in listing.splitlines() if line.strip()}
+    return dict(line.split(": ", 1) for line in fields.splitlines()), paths
+
+
+@pytest.mark.parametrize(("role", "files"), [("loki", ["_loki_binary", "_loki_config"]), ("fluent_bit", ["_fluent_bit_binary"])])
+def test_role_uses_the_vendor_packages_paths(role, files):
+    # The binary that validates the configuration, the configuration the unit reads and the
+    # unit itself are where the vendor's package puts them (else validate: never runs).
+    debs = lab_deb_files()[role]
+    if not debs:
+        pytest.skip(f"no {role} .deb files for the lab (LAB_VENDOR_DIR, ../shared/vendor, or LAB_*_DEBS)")
+    constants = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    (fields, paths), = [deb_contents(d) for d in debs if deb_contents(d)[0]["Package"] == constants[f"_{role}_package"]]
+    assert fields["Version"] == defaults[f"{role}_version"], f"the lab's package is not the version the role pins: {fields}"
+    for key in files:
+        assert constants[key] in paths, f"{key} {constants[key]} is not in {role}'s package"
+    unit = f"{constants[f'_{role}_service']}.service"
+    assert {f"/etc/systemd/system/{unit}", f"/lib/systemd/system/{unit}", f"/usr/lib/systemd/system/{unit}"} & paths
+
+
+@pytest.fixture(scope="session")
+def vendor_checkers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """role -> its validate: command (%s the file), run with the binary of the lab's package
+    unpacked on the controller."""
+    base = tmp_path_factory.mktemp("vendor")
+    checkers = {}
+    for role, debs in lab_deb_files().items():
+        if not debs:
+            pytest.skip(f"no {role} .deb files for the lab (LAB_VENDOR_DIR, ../shared/vendor, or LAB_*_DEBS)")
+        for deb in debs:
+            subprocess.run(["dpkg-deb", "--extract", deb, str(base / role)], check=True)
+        constants = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+        command = constants[{"loki": "_loki_verify_config", "fluent_bit": "_fluent_bit_dry_run"}[role]]
+        binary = f"{{{{ _{role}_binary }}}}"
+        assert command.startswith(binary + " "), command
+        checkers[role] = command.replace(binary, str(base / role) + constants[f"_{role}_binary"])
+    return checkers
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_rendered_configurations_pass_the_vendors_checkers(rendered, vendor_checkers, env):
+    # The roles' own validate: commands, with the vendors' binaries, on every host's file.
+    for role, pattern in (("loki", "*/loki.yml"), ("fluent_bit", "*/fluent-bit.yaml")):
+        files = sorted(rendered[env].glob(pattern))
+        assert files, f"{env}: nothing rendered for {role}"
+        for path in files:
+            result = subprocess.run(shlex.split(vendor_checkers[role].replace("%s", str(path))), capture_output=True,
+                                    text=True, timeout=120, check=False)
+            assert result.returncode == 0, f"{path}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+
+
 # --- Fluent Bit ------------------------------------------------------------------------
 
 
@@ -174,7 +259,7 @@ def test_fluent_bit_has_the_expected_inputs_per_group(rendered, env):
     app, lb = set(hosts_of(env, "app")), set(hosts_of(env, "lb"))
     for host, config in fluent_bit(rendered, env).items():
         names = sorted(i["name"] for i in config["pipeline"]["inputs"])
-        expected = sorted(["forward"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
+        expected = sorted(["forward", "udp"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
         assert names == expected, host
 
 
@@ -221,6 +306,17 @@ def test_fluent_bit_forward_input_is_on_loopback(rendered, env):
         forward = [i for i in config["pipeline"]["inputs"] if i["name"] == "forward"]
         assert len(forward) == 1, host
         assert forward[0]["listen"] == "127.0.0.1" and int(forward[0]["port"]) == 24224, host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_fluent_bit_udp_input_takes_json_on_loopback_on_the_forward_port(rendered, env):
+    # The original task's check: echo '{"tag": ..., "message": ...}' | nc -u -w1 localhost 24224
+    for host, config in fluent_bit(rendered, env).items():
+        forward = next(i for i in config["pipeline"]["inputs"] if i["name"] == "forward")
+        udp = [i for i in config["pipeline"]["inputs"] if i["name"] == "udp"]
+        # 127.0.0.1 always, ::1 where the host has it (rendered here without facts: 127.0.0.1 only).
+        assert [i["listen"] for i in udp] == ["127.0.0.1"], host
+        assert all(int(i["port"]) == int(forward["port"]) and i["format"] == "json" for i in udp), host
 
 
 @pytest.mark.parametrize("env", INVENTORIES)

@@ -54,6 +54,7 @@ _VARS = (
     " 'ansible_user': ansible_user | default('root'),"
     " 'key': ansible_ssh_private_key_file | default(''),"
     " 'grafana_enabled': grafana_enabled | default(true) | bool, 'loki_enabled': loki_enabled | default(true) | bool,"
+    " 'fluent_bit_enabled': fluent_bit_enabled | default(true) | bool,"
     " 'admin_networks': admin_networks | default([]),"
     + "".join(f" '{name}': {name} | default(none)," for name in _ROLE_VARS)
     + "} }}"

@@ -5,7 +5,7 @@ The expected reachability is the issue's, written out here from the inventory (n
 from the playbook that makes the rules): the load balancer's ports from anyone; app
 instances from lb and monitoring hosts; exporters from monitoring hosts; Prometheus and
 Grafana from the inventory's admin_networks (Prometheus also from monitoring hosts); Loki
-from every host of the inventory; SSH from admin_networks. Each source (the controller and
+from every host of the inventory and admin_networks; SSH from admin_networks. Each source (the controller and
 every lab host) probes every other host's ports at once: a dropped connection times out,
 anything else (connected, or refused because nothing listens) got through the firewall.
 """
@@ -79,7 +79,7 @@ def expected() -> list[tuple[str, int, str, frozenset[str] | None]]:
         rows.append((h, port(h, "prometheus_port"), "prometheus", frozenset(admin | mon)))
         grafana = admin if hostvars(h)["grafana_enabled"] else set()
         rows.append((h, port(h, "grafana_port"), "grafana", frozenset(grafana)))
-        loki = everyone if hostvars(h)["loki_enabled"] else set()  # closed where Loki is not deployed
+        loki = everyone | admin if hostvars(h)["loki_enabled"] else set()  # closed where Loki is not deployed
         rows.append((h, port(h, "loki_http_port"), "loki", frozenset(loki)))
     return rows
 

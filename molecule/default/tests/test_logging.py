@@ -6,10 +6,14 @@ rendered on the controller by tests/logging/render.yml (the play's own vars file
 checked against the lab: every journald unit filter names a unit that exists and runs, every
 tailed path exists, and real lines of each source parse with the configured parser.
 
-Runtime (Loki and Fluent Bit deployed, i.e. LAB_LOKI_DEBS and LAB_FLUENT_BIT_DEBS given):
-a marked request through the load balancer reaches Loki within 30 s as an Nginx line and an
-app line with the expected labels; a minute of Loki downtime under marked traffic loses no
-line; a restart of Fluent Bit repeats none. Without the packages these skip with the reason.
+Runtime (wherever the lab inventory deploys Loki and Fluent Bit: from ../shared/vendor's .deb
+files, as on every CI run, or LAB_LOKI_DEBS and LAB_FLUENT_BIT_DEBS): a marked request
+through the load balancer reaches Loki within 30 s as an Nginx line and an app line with the
+expected labels; the original task's UDP JSON datagram and a Forward message sent on each host
+reach Loki; a minute of Loki downtime under marked traffic loses no line; a restart of Fluent
+Bit repeats none; a broken Loki or Fluent Bit setting fails the play with the checker's own
+message and the running service keeps its file and keeps working. Where the inventory deploys
+neither (no .deb files) these skip with the reason; where it does, they never skip.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -29,16 +34,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INVENTORY, PROJECT, address, app_ports, get, get_from, hosts, hostvars, journal, lb_port, lb_url, port
+from conftest import INVENTORY, PROJECT, address, app_ports, get, get_from, hosts, hostvars, journal, lb_port, lb_url, playbook, port
+from test_faults import main_pid
 
 MONITORING = hosts("monitoring")
 APP = hosts("app")
 LBS = hosts("lb")
 ALL = hosts("all")
 NOT_DEPLOYED = (
-    "Loki and Fluent Bit are not deployed in this lab ({missing}): their packages come only from their vendors' "
-    "apt repositories, which this machine cannot reach; set LAB_LOKI_DEBS=/path/to/loki_<ver>_amd64.deb and "
-    "LAB_FLUENT_BIT_DEBS=/path/to/fluent-bit_<ver>_amd64.deb to run these tests"
+    "the lab inventory deploys no {what} ({why}): its package comes only from its vendor's apt repository, which "
+    "this machine cannot reach, and no .deb file was found in ../shared/vendor (LAB_VENDOR_DIR) nor given with "
+    "LAB_LOKI_DEBS / LAB_FLUENT_BIT_DEBS"
 )
 
 
@@ -176,14 +182,18 @@ def test_tailed_lines_parse_with_their_parser(infra, name):
 
 @pytest.fixture(scope="module")
 def deployed(infra) -> None:
-    """Skip, with the reason, unless Loki runs on every monitoring host and Fluent Bit on every host."""
+    """Skip, with the reason, where the inventory deploys no Loki or no Fluent Bit; where it
+    does, Loki must be installed on every monitoring host and Fluent Bit on every host."""
+    for var, what, where in (("loki_enabled", "Loki", MONITORING), ("fluent_bit_enabled", "Fluent Bit", ALL)):
+        off = [name for name in where if not hostvars(name)[var]]
+        if off:
+            pytest.skip(NOT_DEPLOYED.format(what=what, why=f"{var} is false on {', '.join(off)}"))
     missing = []
     for name in ALL:
         want = ["fluent-bit"] + (["loki"] if name in MONITORING else [])
         listed = infra(name).run("systemctl list-unit-files --no-legend --no-pager loki.service fluent-bit.service").stdout
         missing += [f"no {unit}.service on {name}" for unit in want if f"{unit}.service" not in listed]
-    if missing:
-        pytest.skip(NOT_DEPLOYED.format(missing=", ".join(missing)))
+    assert not missing, f"the inventory deploys Loki and Fluent Bit, but: {', '.join(missing)}"
 
 
 def loki_url(name: str) -> str:
@@ -218,7 +228,12 @@ def send_marked(marker: str) -> None:
 
 def wait_ready(name: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while get(f"{loki_url(name)}/ready").status != 200:
+    while True:
+        try:
+            if get(f"{loki_url(name)}/ready").status == 200:
+                return
+        except OSError:
+            pass  # not listening yet, right after a start
         assert time.monotonic() < deadline, f"Loki on {name} is not ready after {timeout} s"
         time.sleep(1)
 
@@ -272,6 +287,45 @@ def test_forward_input_message_reaches_loki(deployed, infra, name):
     found = wait_for(f'{{service="forward", host="{name}"}} |= "{marker}"', since, bool, 30)
     assert found, f"the message forwarded on {name} is not in Loki after 30 s"
     assert found[0][0]["service"] == "forward" and found[0][0]["host"] == name
+
+
+def original_command() -> tuple[bytes, str, int]:
+    """The original task's check as the README shows it, `echo '<json>' | nc -u -w1 <host> <port>`:
+    the datagram echo writes (the JSON and a newline), the host name and the port."""
+    found = re.search(r"^echo '(\{.+\})' \| nc -u -w1 (\S+) (\d+)$", (PROJECT / "README.md").read_text(), re.M)
+    assert found, "README.md does not show the original check, echo '{...}' | nc -u -w1 localhost 24224"
+    return found.group(1).encode() + b"\n", found.group(2), int(found.group(3))
+
+
+# As `nc -u -w1 HOST PORT` sends: to the first address HOST resolves to, one datagram.
+_SEND_UDP = """
+import socket, sys
+host, port, payload = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+family, kind, proto, _, target = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
+with socket.socket(family, kind, proto) as s:
+    s.connect(target)
+    s.send(payload)
+print(target[0])
+"""
+
+
+@pytest.mark.parametrize("to", ["localhost", "::1"])
+@pytest.mark.parametrize("name", ALL)
+def test_original_udp_json_datagram_reaches_loki(deployed, infra, name, to):
+    payload, readme_host, readme_port = original_command()
+    assert readme_port == port(name, "fluent_bit_forward_port")
+    host = infra(name)
+    if to == "::1" and "::1" not in host.check_output("ip -6 addr show dev lo"):
+        pytest.skip(f"{name} has no ::1 on lo")
+    to = readme_host if to == "localhost" else to
+    since = time.time_ns()
+    sent_to = host.check_output(f"python3 -c {shlex.quote(_SEND_UDP)} {shlex.quote(to)} {readme_port} {payload.hex()}")
+    record = json.loads(payload)
+    found = wait_for(f'{{service="forward", host="{name}"}} | json | tag="{record["tag"]}"', since, bool, 30)
+    assert found, f"the datagram sent on {name} to {sent_to}:{readme_port} is not in Loki after 30 s"
+    (labels, line), = found
+    assert labels["env"] == hostvars(name)["deploy_env"], labels
+    assert {k: v for k, v in json.loads(line).items() if k != "service"} == record, line
 
 
 def msgpack(value) -> bytes:
@@ -343,3 +397,47 @@ def test_fluent_bit_restart_repeats_no_line(deployed, infra):
         assert set(seen) >= set(sent), f"marked {service} lines lost over the restart: {sorted(set(sent) - set(seen))[:10]}"
         repeated = {m: n for m, n in seen.items() if n > 1}
         assert not repeated, f"marked {service} lines repeated after the restart: {repeated}"
+
+
+# --- faults: a broken setting is refused by the checker, the running service goes on ----------
+
+
+def loki_writes_and_reads(marker: str) -> bool:
+    """A marked request through the load balancer is in Loki within 30 s (Fluent Bit ships, Loki serves)."""
+    since = time.time_ns() - 5 * 10**9
+    send_marked(marker)
+    return bool(wait_for(f'{{service="nginx"}} |= "{marker}"', since, bool, 30))
+
+
+@pytest.mark.disruptive(25)
+@pytest.mark.parametrize("name", MONITORING)
+def test_invalid_loki_configuration_fails_the_play_and_loki_keeps_serving(deployed, infra, name):
+    host = infra(name)
+    before = host.file("/etc/loki/config.yml").sha256sum
+    pid = main_pid(host, "loki")
+    # A date that looks right to the role's preflight and that Loki refuses.
+    proc = playbook("playbooks/logging.yml", "--limit", name, "--tags", "loki", "-e", json.dumps({"loki_schema_from": "2024-13-01"}))
+    assert proc.returncode != 0
+    assert 'parsing time "2024-13-01": month out of range' in proc.stdout, proc.stdout[-3000:]
+    assert host.file("/etc/loki/config.yml").sha256sum == before
+    assert main_pid(host, "loki") == pid, journal(host, "loki")
+    wait_ready(name, timeout=5)
+    assert loki_writes_and_reads(f"lokifault-{uuid.uuid4().hex}"), "Loki stopped taking or serving lines"
+
+
+@pytest.mark.disruptive(26)
+def test_invalid_fluent_bit_configuration_fails_the_play_and_fluent_bit_keeps_shipping(deployed, infra):
+    name = LBS[0]
+    host = infra(name)
+    config = "/etc/fluent-bit/webapp.yaml"
+    before = host.file(config).sha256sum
+    pid = main_pid(host, "fluent-bit")
+    # A size that matches the role's preflight (digits and a unit) and that Fluent Bit refuses.
+    proc = playbook("playbooks/logging.yml", "--limit", name, "--tags", "fluent_bit",
+                    "-e", json.dumps({"fluent_bit_storage_total_limit_size": "99999999999999999999G"}))
+    assert proc.returncode != 0
+    assert "could not configure property 'storage.total_limit_size' on output plugin" in proc.stdout, proc.stdout[-3000:]
+    assert host.file(config).sha256sum == before
+    assert main_pid(host, "fluent-bit") == pid, journal(host, "fluent-bit")
+    assert host.service("fluent-bit").is_running, journal(host, "fluent-bit")
+    assert loki_writes_and_reads(f"fbfault-{uuid.uuid4().hex}"), "Fluent Bit stopped shipping the load balancer's lines"
