@@ -1,0 +1,213 @@
+"""The load balancers' floating address (roles/keepalived) on the lab: one holder, VRRP
+admitted between the load balancers only, certificates that name the address; then, under
+load through the address, the failures it must survive and the ones that must not move it.
+
+Load goes only to the lab's floating address, bounded in time and count
+(bench/loadgen.py). The figures (failed requests, gap) are computed by
+bench/failover.py, the failover benchmark, and printed (pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PROJECT, address, client_url, floating_address, hosts, hostvars, journal, playbook, port, recap
+from conftest import testinfra_host as lab_host
+
+sys.path.insert(0, str(PROJECT / "bench"))
+import failover  # noqa: E402
+import loadgen  # noqa: E402
+
+LBS = hosts("lb")
+VIP = floating_address()
+pytestmark = pytest.mark.skipif(len(LBS) < 2 or not VIP, reason="the lab inventory gives no pair of load balancers a floating address")
+WORKERS = 4
+# The holder fails (host stopped, or Nginx stopped): the failed requests all start within
+# FAILOVER_SETTLE seconds of the failure, at most FAILOVER_MAX_FAILED of them (the bench's
+# rate: 4 connections, a request every 5 ms each at most), and the longest time without a
+# successful answer is at most FAILOVER_MAX_GAP seconds. Measured with bench/failover.py,
+# see the README.
+FAILOVER_MAX_FAILED = 20
+FAILOVER_SETTLE = 5.0
+FAILOVER_MAX_GAP = 5.0
+SETTLE = 10.0
+
+
+def run_on(name: str, command: str) -> str:
+    """A command's output on a lab host, "" when the host does not answer."""
+    try:
+        result = lab_host(name).run(command)
+    except Exception:  # noqa: BLE001 (a stopped host: testinfra's SSH errors vary)
+        return ""
+    return result.stdout if result.rc == 0 else ""
+
+
+def holders() -> list[str]:
+    return failover.holders(run_on, LBS, VIP)
+
+
+def holder() -> str:
+    found = holders()
+    assert len(found) == 1, f"{found or 'no load balancer'} hold {VIP}; " + "".join(
+        journal(lab_host(h), "keepalived", 15) for h in LBS)
+    return found[0]
+
+
+def load() -> loadgen.Load:
+    return loadgen.Load(client_url(), workers=WORKERS, interval=0.005, max_seconds=600, max_requests=1_000_000)
+
+
+def lab(*args: str) -> None:
+    subprocess.run([str(PROJECT / "lab" / "lab"), *args], check=True, env=os.environ, capture_output=True, timeout=300)
+
+
+def wait_until(check, timeout: float, message) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, message() if callable(message) else message
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
+def assert_failover(result: loadgen.Result, failed_at: float, repaired_at: float, what: str) -> None:
+    before = failover.figures(result, 0.0, failed_at)
+    during = failover.figures(result, failed_at, repaired_at)
+    late = [round(s.start - failed_at, 2) for s in result.failures if failed_at + FAILOVER_SETTLE <= s.start < repaired_at]
+    print(f"{what}: {during}; load: {result.summary()}")
+    assert before.failed == 0, result.summary()
+    assert during.failed <= FAILOVER_MAX_FAILED, (during, result.summary())
+    assert not late, f"requests failed later than {FAILOVER_SETTLE} s after the failure, at {late}"
+    assert during.gap <= FAILOVER_MAX_GAP, during
+    assert during.requests > 500, during
+
+
+def test_exactly_one_load_balancer_holds_the_floating_address():
+    holder()
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_keepalived_is_enabled_and_running(name):
+    host = lab_host(name)
+    assert host.service("keepalived").is_enabled
+    assert host.service("keepalived").is_running, journal(host, "keepalived")
+
+
+def test_the_floating_address_serves_the_app():
+    answer = loadgen.Load(client_url(), workers=1, max_seconds=10, max_requests=20).start().wait()
+    assert answer.requests == 20 and answer.failures == [], answer.summary()
+
+
+@pytest.mark.parametrize("name", LBS)
+def test_certificate_names_the_floating_address(name):
+    """Each load balancer's certificate verifies for the floating address (clients keep verifying after a failover)."""
+    cadata = lab_host(name).file(hostvars(name)["nginx_tls_certificate"]).content_string
+    context = ssl.create_default_context(cadata=cadata)
+    with socket.create_connection((address(name), port(name, "nginx_tls_port")), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=VIP) as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+@pytest.mark.parametrize("name", hosts("all"))
+def test_firewall_admits_vrrp_from_the_load_balancers_only(name):
+    ruleset = json.loads(lab_host(name).check_output("nft -j list chain inet webapp input"))
+    sources = set()
+    for item in ruleset["nftables"]:
+        exprs = item.get("rule", {}).get("expr", [])
+        if any(e.get("match", {}).get("left", {}).get("meta", {}).get("key") == "l4proto"
+               and e["match"].get("right") == 112 for e in exprs):
+            for e in exprs:
+                right = e.get("match", {}).get("right")
+                if isinstance(right, dict) and "set" in right:
+                    sources |= set(right["set"])
+                elif isinstance(right, str) and e["match"]["left"].get("payload", {}).get("field") == "saddr":
+                    sources.add(right)
+    expected = {address(h) for h in LBS} if name in LBS else set()
+    assert sources == expected, ruleset
+
+
+@pytest.mark.disruptive(50)
+def test_firewall_reload_on_the_holder_does_not_move_the_address():
+    name = holder()
+    with load() as running:
+        time.sleep(2)
+        lab_host(name).check_output("systemctl reload nftables")
+        time.sleep(5)
+    result = running.result
+    print(f"firewall reloaded on {name}: load {result.summary()}")
+    assert holders() == [name]
+    assert result.requests > 500 and result.failures == [], result.summary()
+
+
+@pytest.mark.disruptive(51)
+def test_rerun_of_site_yml_does_not_move_the_address():
+    name = holder()
+    with load() as running:
+        proc = playbook("site.yml")
+        time.sleep(2)
+    result = running.result
+    print(f"site.yml re-run: {recap(proc.stdout)}; load {result.summary()}")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert holders() == [name]
+    assert result.failures == [], result.summary()
+
+
+@pytest.mark.disruptive(60)
+def test_nginx_stopped_on_the_holder_moves_the_address_and_its_return_does_not():
+    name = holder()
+    host = lab_host(name)
+    try:
+        with load() as running:
+            time.sleep(3)
+            failed_at = time.monotonic()
+            host.check_output("systemctl stop nginx")
+            moved = wait_until(lambda: len(holders()) == 1 and holders() != [name], 30,
+                               lambda: journal(host, "keepalived"))
+            time.sleep(SETTLE)
+            repaired_at = time.monotonic()
+            host.check_output("systemctl start nginx")
+            time.sleep(SETTLE)
+    finally:
+        host.run("systemctl start nginx")
+    result = running.result
+    print(f"nginx stopped on {name}: address moved within {moved:.1f} s")
+    assert_failover(result, failed_at, repaired_at, f"nginx stopped on {name}")
+    comeback = failover.figures(result, repaired_at, time.monotonic())
+    assert comeback.failed == 0, comeback
+    assert name not in holders() and len(holders()) == 1, "the address went back to the host whose Nginx returned"
+
+
+@pytest.mark.disruptive(70)
+def test_holder_stopped_fails_a_bounded_number_of_requests_and_its_return_none():
+    name = holder()
+    others = [h for h in LBS if h != name]
+    try:
+        with load() as running:
+            time.sleep(3)
+            failed_at = time.monotonic()
+            lab("stop", name)
+            moved = wait_until(lambda: failover.holders(run_on, others, VIP) != [], 30, "no other load balancer took the address")
+            time.sleep(SETTLE)
+            repaired_at = time.monotonic()
+            lab("start", name)
+            wait_until(lambda: lab_host(name).service("keepalived").is_running, 120,
+                       lambda: journal(lab_host(name), "keepalived"))
+            time.sleep(SETTLE)
+    finally:
+        lab("start", name)  # a no-op when it runs
+    result = running.result
+    print(f"{name} stopped: address moved to {failover.holders(run_on, others, VIP)} within {moved:.1f} s (polled)")
+    assert_failover(result, failed_at, repaired_at, f"{name} stopped")
+    comeback = failover.figures(result, repaired_at, time.monotonic())
+    print(f"{name} back: {comeback}")
+    assert comeback.failed == 0, comeback
+    assert name not in holders() and len(holders()) == 1, "the address went back to the host that returned"
+    # It came back as a standby, with its firewall (VRRP admitted) and Nginx.
+    assert lab_host(name).service("nginx").is_running
+    assert lab_host(name).run("nft list table inet webapp").rc == 0
