@@ -2,10 +2,11 @@
 """Benchmark the load balancers' failover on the lab under steady load, and print one table.
 
 The load balancers share a floating address (roles/keepalived). For each round, load
-goes through that address while the load balancer holding it fails: either the whole
-host is stopped (lab/lab stop) or only its Nginx (systemctl stop nginx). The other one
-takes the address over; then the failed one comes back (lab/lab start, systemctl start
-nginx) and must not take it back. Per kind of failure the table gives the failed
+goes through that address while the load balancer holding it fails: the whole host is
+stopped (lab/lab stop), or only its Nginx (systemctl stop nginx), or its Nginx stops
+answering (frozen with SIGSTOP, caught by keepalived's check). The other one takes the
+address over; then the failed one comes back (lab/lab start, systemctl start nginx,
+SIGCONT) and must not take it back. Per kind of failure the table gives the failed
 requests and the gap (the longest time without a successful answer) after the failure,
 when the last failed request started, and the failed requests when the failed host came
 back: medians over the rounds, and totals of requests and failures. Load goes only to
@@ -107,6 +108,8 @@ class Round:
 FAILURES = {
     "host": ("the holder stopped (lab/lab stop)", ("stop",), ("start",)),
     "nginx": ("Nginx stopped on the holder", "systemctl stop nginx", "systemctl start nginx"),
+    # Every Nginx process (systemctl kill reaches only the master in the lab's containers).
+    "frozen": ("Nginx not answering on the holder (SIGSTOP)", "kill -STOP $(pidof nginx)", "kill -CONT $(pidof nginx)"),
 }
 
 
@@ -168,7 +171,7 @@ def row(name: str, rounds: list[Round]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind of failure")
-    parser.add_argument("--kinds", default="host,nginx", help=f"kinds of failure, of {', '.join(FAILURES)}")
+    parser.add_argument("--kinds", default="host,nginx,frozen", help=f"kinds of failure, of {', '.join(FAILURES)}")
     parser.add_argument("--workers", type=int, default=4, help="load generator threads")
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between a thread's requests")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of load after each step")

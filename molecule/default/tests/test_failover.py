@@ -38,6 +38,7 @@ FAILOVER_MAX_FAILED = 20
 FAILOVER_SETTLE = 5.0
 FAILOVER_MAX_GAP = 5.0
 SETTLE = 10.0
+TIMEOUT = 5.0  # the load generator's per-request timeout
 
 
 def run_on(name: str, command: str) -> str:
@@ -61,7 +62,8 @@ def holder() -> str:
 
 
 def load() -> loadgen.Load:
-    return loadgen.Load(client_url(), workers=WORKERS, interval=0.005, max_seconds=600, max_requests=1_000_000)
+    """The bench's load (bench/failover.py): WORKERS connections, a request every 5 ms each at most."""
+    return loadgen.Load(client_url(), workers=WORKERS, interval=0.005, timeout=TIMEOUT, max_seconds=600, max_requests=1_000_000)
 
 
 def lab(*args: str) -> None:
@@ -76,15 +78,16 @@ def wait_until(check, timeout: float, message) -> float:
     return time.monotonic() - start
 
 
-def assert_failover(result: loadgen.Result, failed_at: float, repaired_at: float, what: str) -> None:
+def assert_failover(result: loadgen.Result, failed_at: float, repaired_at: float, what: str,
+                    max_failed: int = FAILOVER_MAX_FAILED, max_gap: float = FAILOVER_MAX_GAP) -> None:
     before = failover.figures(result, 0.0, failed_at)
     during = failover.figures(result, failed_at, repaired_at)
     late = [round(s.start - failed_at, 2) for s in result.failures if failed_at + FAILOVER_SETTLE <= s.start < repaired_at]
     print(f"{what}: {during}; load: {result.summary()}")
     assert before.failed == 0, result.summary()
-    assert during.failed <= FAILOVER_MAX_FAILED, (during, result.summary())
+    assert during.failed <= max_failed, (during, result.summary())
     assert not late, f"requests failed later than {FAILOVER_SETTLE} s after the failure, at {late}"
-    assert during.gap <= FAILOVER_MAX_GAP, during
+    assert during.gap <= max_gap, during
     assert during.requests > 500, during
 
 
@@ -181,6 +184,37 @@ def test_nginx_stopped_on_the_holder_moves_the_address_and_its_return_does_not()
     comeback = failover.figures(result, repaired_at, time.monotonic())
     assert comeback.failed == 0, comeback
     assert name not in holders() and len(holders()) == 1, "the address went back to the host whose Nginx returned"
+
+
+@pytest.mark.disruptive(65)
+def test_nginx_not_answering_on_the_holder_moves_the_address_by_the_check():
+    """Nginx runs but does not answer (every process frozen): keepalived's check fails and the
+    address moves. The requests in flight on the frozen host fail at the client's timeout
+    (one per connection); the new connections reach the other load balancer."""
+    name = holder()
+    host = lab_host(name)
+    try:
+        with load() as running:
+            time.sleep(3)
+            failed_at = time.monotonic()
+            host.check_output("kill -STOP $(pidof nginx)")
+            moved = wait_until(lambda: len(holders()) == 1 and holders() != [name], 30,
+                               lambda: journal(host, "keepalived"))
+            time.sleep(SETTLE)
+            repaired_at = time.monotonic()
+            host.check_output("kill -CONT $(pidof nginx)")
+            time.sleep(SETTLE)
+    finally:
+        host.run("kill -CONT $(pidof nginx)")
+    result = running.result
+    print(f"nginx frozen on {name}: address moved within {moved:.1f} s")
+    assert "VRRP_Script(webapp_check) failed" in journal(host, "keepalived", 50)
+    # The client's timeout, and a second more, bounds the gap; one failed request per connection.
+    assert_failover(result, failed_at, repaired_at, f"nginx frozen on {name}",
+                    max_failed=WORKERS, max_gap=TIMEOUT + 1)
+    comeback = failover.figures(result, repaired_at, time.monotonic())
+    assert comeback.failed == 0, comeback
+    assert name not in holders() and len(holders()) == 1, "the address went back to the host whose Nginx answers again"
 
 
 @pytest.mark.disruptive(70)
