@@ -9,6 +9,7 @@ bench/failover.py, the failover benchmark, and printed (pytest -s shows them).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -66,29 +67,31 @@ def load() -> loadgen.Load:
     return loadgen.Load(client_url(), workers=WORKERS, interval=0.005, timeout=TIMEOUT, max_seconds=600, max_requests=1_000_000)
 
 
-def lab(*args: str) -> None:
-    subprocess.run([str(PROJECT / "lab" / "lab"), *args], check=True, env=os.environ, capture_output=True, timeout=300)
+def bench_round(kind: str) -> tuple[str, failover.Round]:
+    """One round of bench/failover.py: the holder fails under load, the other takes over, the failed one
+    comes back. The failed host is repaired even when the round stops half-way."""
+    name = holder()
+    opts = argparse.Namespace(workers=WORKERS, interval=0.005, settle=SETTLE, max_seconds=600, max_requests=1_000_000)
+    try:
+        result = failover.one_round(opts, client_url(), kind, LBS, VIP)
+    finally:
+        _, _, repair = failover.FAILURES[kind]
+        if kind == "host":
+            lab("start", name)  # a no-op when it runs
+        else:
+            lab_host(name).run(str(repair))
+    print(f"{failover.FAILURES[kind][0]} ({name}): {result}")
+    return name, result
 
 
-def wait_until(check, timeout: float, message) -> float:
-    start = time.monotonic()
-    while not check():
-        assert time.monotonic() - start < timeout, message() if callable(message) else message
-        time.sleep(0.5)
-    return time.monotonic() - start
-
-
-def assert_failover(result: loadgen.Result, failed_at: float, repaired_at: float, what: str,
-                    max_failed: int = FAILOVER_MAX_FAILED, max_gap: float = FAILOVER_MAX_GAP) -> None:
-    before = failover.figures(result, 0.0, failed_at)
-    during = failover.figures(result, failed_at, repaired_at)
-    late = [round(s.start - failed_at, 2) for s in result.failures if failed_at + FAILOVER_SETTLE <= s.start < repaired_at]
-    print(f"{what}: {during}; load: {result.summary()}")
-    assert before.failed == 0, result.summary()
-    assert during.failed <= max_failed, (during, result.summary())
-    assert not late, f"requests failed later than {FAILOVER_SETTLE} s after the failure, at {late}"
-    assert during.gap <= max_gap, during
-    assert during.requests > 500, during
+def assert_round(name: str, r: failover.Round, max_failed: int = FAILOVER_MAX_FAILED, max_gap: float = FAILOVER_MAX_GAP) -> None:
+    assert r.failover.failed <= max_failed, r
+    assert r.failover.last_failure < FAILOVER_SETTLE, f"a request failed {r.failover.last_failure} s after the failure: {r}"
+    assert r.failover.gap <= max_gap, r
+    assert r.failover.requests > 500, r
+    assert r.moved_to != name, r
+    assert r.comeback.failed == 0, f"requests failed when {name} came back: {r}"
+    assert r.stayed, f"the address left {r.moved_to} when {name} came back: {holders()}"
 
 
 def test_exactly_one_load_balancer_holds_the_floating_address():
@@ -163,27 +166,8 @@ def test_rerun_of_site_yml_does_not_move_the_address():
 
 @pytest.mark.disruptive(60)
 def test_nginx_stopped_on_the_holder_moves_the_address_and_its_return_does_not():
-    name = holder()
-    host = lab_host(name)
-    try:
-        with load() as running:
-            time.sleep(3)
-            failed_at = time.monotonic()
-            host.check_output("systemctl stop nginx")
-            moved = wait_until(lambda: len(holders()) == 1 and holders() != [name], 30,
-                               lambda: journal(host, "keepalived"))
-            time.sleep(SETTLE)
-            repaired_at = time.monotonic()
-            host.check_output("systemctl start nginx")
-            time.sleep(SETTLE)
-    finally:
-        host.run("systemctl start nginx")
-    result = running.result
-    print(f"nginx stopped on {name}: address moved within {moved:.1f} s")
-    assert_failover(result, failed_at, repaired_at, f"nginx stopped on {name}")
-    comeback = failover.figures(result, repaired_at, time.monotonic())
-    assert comeback.failed == 0, comeback
-    assert name not in holders() and len(holders()) == 1, "the address went back to the host whose Nginx returned"
+    name, r = bench_round("nginx")
+    assert_round(name, r)
 
 
 @pytest.mark.disruptive(65)
@@ -191,57 +175,15 @@ def test_nginx_not_answering_on_the_holder_moves_the_address_by_the_check():
     """Nginx runs but does not answer (every process frozen): keepalived's check fails and the
     address moves. The requests in flight on the frozen host fail at the client's timeout
     (one per connection); the new connections reach the other load balancer."""
-    name = holder()
-    host = lab_host(name)
-    try:
-        with load() as running:
-            time.sleep(3)
-            failed_at = time.monotonic()
-            host.check_output("kill -STOP $(pidof nginx)")
-            moved = wait_until(lambda: len(holders()) == 1 and holders() != [name], 30,
-                               lambda: journal(host, "keepalived"))
-            time.sleep(SETTLE)
-            repaired_at = time.monotonic()
-            host.check_output("kill -CONT $(pidof nginx)")
-            time.sleep(SETTLE)
-    finally:
-        host.run("kill -CONT $(pidof nginx)")
-    result = running.result
-    print(f"nginx frozen on {name}: address moved within {moved:.1f} s")
-    assert "VRRP_Script(webapp_check) failed" in journal(host, "keepalived", 50)
-    # The client's timeout, and a second more, bounds the gap; one failed request per connection.
-    assert_failover(result, failed_at, repaired_at, f"nginx frozen on {name}",
-                    max_failed=WORKERS, max_gap=TIMEOUT + 1)
-    comeback = failover.figures(result, repaired_at, time.monotonic())
-    assert comeback.failed == 0, comeback
-    assert name not in holders() and len(holders()) == 1, "the address went back to the host whose Nginx answers again"
+    name, r = bench_round("frozen")
+    assert "VRRP_Script(webapp_check) failed" in journal(lab_host(name), "keepalived", 50)
+    assert_round(name, r, max_failed=WORKERS, max_gap=TIMEOUT + 1)
 
 
 @pytest.mark.disruptive(70)
 def test_holder_stopped_fails_a_bounded_number_of_requests_and_its_return_none():
-    name = holder()
-    others = [h for h in LBS if h != name]
-    try:
-        with load() as running:
-            time.sleep(3)
-            failed_at = time.monotonic()
-            lab("stop", name)
-            moved = wait_until(lambda: failover.holders(run_on, others, VIP) != [], 30, "no other load balancer took the address")
-            time.sleep(SETTLE)
-            repaired_at = time.monotonic()
-            lab("start", name)
-            wait_until(lambda: lab_host(name).service("keepalived").is_running, 120,
-                       lambda: journal(lab_host(name), "keepalived"))
-            time.sleep(SETTLE)
-    finally:
-        lab("start", name)  # a no-op when it runs
-    result = running.result
-    print(f"{name} stopped: address moved to {failover.holders(run_on, others, VIP)} within {moved:.1f} s (polled)")
-    assert_failover(result, failed_at, repaired_at, f"{name} stopped")
-    comeback = failover.figures(result, repaired_at, time.monotonic())
-    print(f"{name} back: {comeback}")
-    assert comeback.failed == 0, comeback
-    assert name not in holders() and len(holders()) == 1, "the address went back to the host that returned"
+    name, r = bench_round("host")
+    assert_round(name, r)
     # It came back as a standby, with its firewall (VRRP admitted) and Nginx.
     assert lab_host(name).service("nginx").is_running
     assert lab_host(name).run("nft list table inet webapp").rc == 0
