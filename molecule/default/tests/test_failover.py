@@ -67,6 +67,10 @@ def load() -> loadgen.Load:
     return loadgen.Load(client_url(), workers=WORKERS, interval=0.005, timeout=TIMEOUT, max_seconds=600, max_requests=1_000_000)
 
 
+def lab(*args: str) -> None:
+    subprocess.run([str(PROJECT / "lab" / "lab"), *args], check=True, env=os.environ, capture_output=True, timeout=300)
+
+
 def bench_round(kind: str) -> tuple[str, failover.Round]:
     """One round of bench/failover.py: the holder fails under load, the other takes over, the failed one
     comes back. The failed host is repaired even when the round stops half-way."""
