@@ -56,10 +56,12 @@ def playbook(*args: str) -> float:
 
 
 def lb_url() -> str:
+    """The URL clients use: at the load balancers' floating address when the inventory gives one."""
     out = subprocess.run(
         [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / "lab"), "lb", "--one-line", "-m",
-         "ansible.builtin.debug", "-a", "msg={{ ('https://' ~ internal_address ~ ':' ~ nginx_tls_port | default(443))"
-         " if nginx_tls_certificate | default('') else ('http://' ~ internal_address ~ ':' ~ nginx_listen_port | default(80)) }}/"],
+         "ansible.builtin.debug", "-a", "msg={{ ('https://' ~ (keepalived_virtual_address | default(internal_address, true))"
+         " ~ ':' ~ nginx_tls_port | default(443)) if nginx_tls_certificate | default('') else ('http://'"
+         " ~ (keepalived_virtual_address | default(internal_address, true)) ~ ':' ~ nginx_listen_port | default(80)) }}/"],
         cwd=ROOT, env=env(), capture_output=True, text=True, check=True,
     ).stdout
     first = out.splitlines()[0]

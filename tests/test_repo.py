@@ -61,7 +61,7 @@ def test_main_is_a_table_of_contents(role):
 @pytest.mark.parametrize(("env", "counts"), [
     ("staging", {"lb": 1, "app": 2, "monitoring": 1}),
     ("production", {"lb": 2, "app": 4, "monitoring": 1}),
-    ("lab", {"lb": 1, "app": 2, "monitoring": 1}),
+    ("lab", {"lb": 2, "app": 2, "monitoring": 1}),
 ])
 def test_inventory_groups(env, counts):
     inv = inventory(env)
@@ -109,6 +109,9 @@ BAD_VALUES = [
     ("grafana", {"grafana_prometheus_url": None}, ["grafana_prometheus_url"]),
     ("firewall", {"firewall_ssh_port": "ssh"}, ["firewall_ssh_port", "int"]),
     ("firewall", {"firewall_services": [{"port": 8000}]}, ["name", "firewall_services"]),
+    ("firewall", {"firewall_services": [{"name": "x", "protocol": "sctp"}]}, ["protocol", "sctp"]),
+    ("keepalived", {"keepalived_priority": "high"}, ["keepalived_priority", "int"]),
+    ("keepalived", {"keepalived_unicast": "sometimes"}, ["keepalived_unicast", "bool"]),
 ]
 
 
@@ -174,7 +177,8 @@ def test_production_with_a_well_known_grafana_password_fails_preflight(password)
 
 def test_staging_may_keep_a_simple_grafana_password_and_production_a_real_one_passes():
     assert preflight("staging", "-e", "vault_grafana_admin_password=admin").returncode == 0
-    proc = preflight("production", "-e", "vault_grafana_admin_password=a-real-secret-0123")
+    proc = preflight("production", "-e", "vault_grafana_admin_password=a-real-secret-0123",
+                     "-e", "vault_keepalived_auth_password=s3cr3t-8")
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
@@ -241,3 +245,52 @@ def test_the_hard_coded_default_check_finds_them(tmp_path):
                    'TAIL = "x"[-3000:]\nEXPR = "{{ grafana_port | default(3000) }}"\n')
     found = hard_coded_defaults(bad, tmp_path)
     assert [f.split(": ", 1)[1] for f in found] == ["9090", "'8000'", "'Hello, World!'", "'3000'"], found
+
+
+PRODUCTION_VAULT = ["-e", "vault_grafana_admin_password=a-real-secret-0123"]
+
+
+def test_production_without_the_vrrp_password_fails_preflight():
+    proc = preflight("production", *PRODUCTION_VAULT)
+    assert proc.returncode != 0
+    assert "lb1.production.example.invalid shares a floating address with lb2.production.example.invalid" in proc.stdout
+    assert "keepalived_auth_password must be 1-8 characters (is 0)" in proc.stdout, proc.stdout[-3000:]
+    assert "inventories/production/group_vars/lb/vault.yml" in proc.stdout
+
+
+@pytest.mark.parametrize(("variables", "words"), [
+    ({"keepalived_virtual_address": ""}, ['keepalived_virtual_address must name it (is "")']),
+    ({"vault_keepalived_auth_password": "too-long-for-vrrp"}, ["keepalived_auth_password must be 1-8 characters (is 17)"]),
+    ({"vault_keepalived_auth_password": "changeme"}, ["and not changeme (the placeholder of vault.yml.example) in production"]),
+])
+def test_a_pair_of_load_balancers_without_a_usable_floating_address_fails_preflight(variables, words):
+    proc = preflight("production", *PRODUCTION_VAULT, "-e", "vault_keepalived_auth_password=s3cr3t-8", "-e", json.dumps(variables))
+    assert proc.returncode != 0
+    for word in words:
+        assert word in proc.stdout, proc.stdout[-3000:]
+
+
+def test_one_load_balancer_needs_no_floating_address():
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    check = re.search(r"TASK \[Check the load balancers' floating address and VRRP password\][^\n]*\n(.*?)\n\n", proc.stdout, re.S)
+    assert check and "skipping: [lb1.staging.example.invalid]" in check.group(1), proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize(("variables", "words"), [
+    ({"keepalived_virtual_address": "10.0.0.300"}, ["keepalived_virtual_address must be the floating IPv4 address"]),
+    ({"keepalived_virtual_address": "192.0.2.11"}, ["not the address of a peer"]),
+    ({"keepalived_router_id": 256}, ["keepalived_router_id must lie within 1-255 (is 256)"]),
+    ({"keepalived_unicast": True, "keepalived_peers": ["192.0.2.11"]}, ["unicast adverts need at least one other peer"]),
+    ({"keepalived_auth_password": "nine-char"}, ["keepalived_auth_password must be 1-8 characters (VRRPv2 PASS; is 9)"]),
+    ({"keepalived_check_command": ["curl", "http://127.0.0.1/"]}, ["keepalived_check_command must start with an absolute path"]),
+    ({"keepalived_check_command": ["/bin/sh", "-c", "exit 1"]}, ["no spaces, quotes or backslashes"]),
+])
+def test_keepalived_preflight_refuses_wrong_values(tmp_path, variables, words):
+    good = {"keepalived_virtual_address": "192.0.2.10", "keepalived_address": "192.0.2.11",
+            "keepalived_peers": ["192.0.2.11", "192.0.2.12"], "keepalived_auth_password": "s3cr3t-8"}
+    proc = run_role(tmp_path, "keepalived", {**good, **variables}, "--check", "--tags", "keepalived_preflight")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    for word in words:
+        assert word in out, out[-3000:]

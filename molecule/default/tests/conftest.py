@@ -56,6 +56,7 @@ _VARS = (
     " 'grafana_enabled': grafana_enabled | default(true) | bool, 'loki_enabled': loki_enabled | default(true) | bool,"
     " 'fluent_bit_enabled': fluent_bit_enabled | default(true) | bool,"
     " 'admin_networks': admin_networks | default([]),"
+    " 'keepalived_virtual_address': keepalived_virtual_address | default(''),"
     + "".join(f" '{name}': {name} | default(none)," for name in _ROLE_VARS)
     + "} }}"
 )
@@ -143,12 +144,23 @@ def port(name: str, var: str) -> int:
     return int(hostvars(name)[var])
 
 
-def lb_url(name: str, path: str = "/") -> str:
-    """The load balancer's URL as clients use it: HTTPS when the inventory gives it a certificate."""
+def lb_url(name: str, path: str = "/", at: str = "") -> str:
+    """The load balancer's URL as clients use it: HTTPS when the inventory gives it a certificate;
+    at the host's own address, or at `at`."""
     v = hostvars(name)
     if v["nginx_tls_certificate"]:
-        return f"https://{address(name)}:{int(v['nginx_tls_port'])}{path}"
-    return f"http://{address(name)}:{lb_port(name)}{path}"
+        return f"https://{at or address(name)}:{int(v['nginx_tls_port'])}{path}"
+    return f"http://{at or address(name)}:{lb_port(name)}{path}"
+
+
+def floating_address() -> str:
+    """The load balancers' floating address (roles/keepalived), empty when the inventory gives none."""
+    return str(hostvars(hosts("lb")[0])["keepalived_virtual_address"])
+
+
+def client_url(path: str = "/") -> str:
+    """The URL clients use: the floating address when the load balancers share one, else the first one's own."""
+    return lb_url(hosts("lb")[0], path, at=floating_address())
 
 
 # The lab's certificates are self-signed: plain requests skip verification, and the TLS

@@ -16,13 +16,14 @@ import time
 import uuid
 
 import pytest
-from conftest import (PROJECT, address, app_ports, get, get_from, hosts, journal, lb_message, lb_url, playbook, port,
-                      recap)
+from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, journal, lb_message, playbook,
+                      port, recap)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
 
 LB = hosts("lb")[0]
+LBS = hosts("lb")
 MONITORING = hosts("monitoring")
 WORKERS = 4
 # A whole app host stopped under load: at most one failed request per client connection,
@@ -34,8 +35,9 @@ HOST_STOP_SETTLE = 10.0
 
 
 def load() -> loadgen.Load:
-    """Steady load through the load balancer: WORKERS connections, about 100 requests/s each at most."""
-    return loadgen.Load(lb_url(LB), workers=WORKERS, interval=0.01, max_seconds=600, max_requests=500_000)
+    """Steady load through the load balancer (its floating address, when it has one): WORKERS connections,
+    about 100 requests/s each at most."""
+    return loadgen.Load(client_url(), workers=WORKERS, interval=0.01, max_seconds=600, max_requests=500_000)
 
 
 def main_pid(host, unit: str) -> str:
@@ -57,8 +59,8 @@ def served_by(infra, backends: set[str], timeout: float = 60) -> set[str]:
     deadline = time.monotonic() + timeout
     while not backends <= seen and time.monotonic() < deadline:
         for _ in range(20):
-            get(lb_url(LB), headers={"User-Agent": marker})
-        log = infra(LB).check_output(f"grep -F {marker} /var/log/nginx/access.log || true")
+            get(client_url(), headers={"User-Agent": marker})
+        log = "".join(infra(lb).check_output(f"grep -F {marker} /var/log/nginx/access.log || true") for lb in LBS)
         seen |= {json.loads(line)["upstream_addr"].split(", ")[-1] for line in log.splitlines() if line}
         time.sleep(1)
     return seen
@@ -89,7 +91,7 @@ def test_invalid_nginx_configuration_fails_the_play_and_nginx_keeps_serving(infr
     assert host.file("/etc/nginx/nginx.conf").sha256sum == before
     assert main_pid(host, "nginx") == master, journal(host, "nginx")
     assert result.requests > 50 and result.failures == [], result.summary()
-    answer = get(lb_url(LB))
+    answer = get(client_url())
     assert (answer.status, answer.body) == (200, lb_message())
 
 

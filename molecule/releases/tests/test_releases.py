@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (INVENTORY, PROJECT, address, app_instances, get_from, hosts, lb_url, playbook, recap,
+from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, get_from, hosts, playbook, recap,
                       testinfra_host as on_host)
 
 sys.path.insert(0, str(PROJECT / "bench"))
@@ -70,7 +70,7 @@ def app_changes(output: str) -> dict[str, int]:
 
 
 def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:
-    load = loadgen.Load(lb_url(hosts("lb")[0]), workers=2, max_seconds=900, max_requests=2_000_000).start()
+    load = loadgen.Load(client_url(), workers=2, max_seconds=900, max_requests=2_000_000).start()
     time.sleep(1)
     try:
         proc = playbook(*args)
