@@ -228,7 +228,8 @@ def test_deploy_after_a_rollback_keeps_the_fleet_back():
     proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r2_artifact']}")
     assert_ok(proc)
     assert app_changes(proc.stdout) == {h: 0 for h in hosts("app")}, proc.stdout[-3000:]
-    assert f"release {STATE['r2']} was rolled back by" in proc.stdout
+    said = " ".join(proc.stdout.split())  # the callback may fold a long message
+    assert f"release {STATE['r2']} was rolled back by" in said, proc.stdout[-3000:]
     fleet_serves(STATE["r1"])
 
 
@@ -371,7 +372,7 @@ def test_releases_playbook_lists_current_failed_and_rolled_back_releases():
     assert_ok(proc)
     assert f"{STATE['r5']} current" in proc.stdout
     assert f"{STATE['broken']} failed" in proc.stdout
-    assert f"{STATE['r6']} rolled back by" in proc.stdout
+    assert f"{STATE['r6']} rolled back by" in " ".join(proc.stdout.split())
 
 
 def test_deploy_killed_between_copy_and_swap_leaves_a_complete_release_then_reruns(infra):
