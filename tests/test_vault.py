@@ -18,6 +18,8 @@ from tests.conftest import BIN, ENV, ROOT, inventory
 
 PASSWORD = "a-test-vault-password"
 SECRET = "a-real-secret-0123"
+# Secrets with rules of their own (VRRP passwords are 1-8 characters).
+SECRETS = {"vault_keepalived_auth_password": "s3cr3t-8"}
 # No vault password from the caller's environment: these runs must work without one.
 BARE = {k: v for k, v in ENV.items() if not k.startswith(("ANSIBLE_VAULT", "ANSIBLE_ASK_VAULT"))}
 
@@ -63,10 +65,15 @@ def with_vault(request, tmp_path_factory, password_file) -> tuple[str, Path]:
     env = request.param
     inv = tmp_path_factory.mktemp("inventories") / env
     shutil.copytree(ROOT / "inventories" / env, inv)
-    proc = run("ansible-vault", "encrypt_string", "--vault-password-file", str(password_file),
-               "--stdin-name", "vault_grafana_admin_password", input=SECRET)
-    assert proc.returncode == 0, proc.stderr
-    (inv / "group_vars" / "monitoring" / "vault.yml").write_text("---\n" + proc.stdout)
+    for example in sorted(inv.glob("group_vars/*/vault.yml.example")):
+        names = list(yaml.safe_load(example.read_text()))
+        encrypted = []
+        for name in names:
+            proc = run("ansible-vault", "encrypt_string", "--vault-password-file", str(password_file),
+                       "--stdin-name", name, input=SECRETS.get(name, SECRET))
+            assert proc.returncode == 0, proc.stderr
+            encrypted.append(proc.stdout)
+        example.with_name("vault.yml").write_text("---\n" + "".join(encrypted))
     return env, inv
 
 
