@@ -314,7 +314,7 @@ def test_an_interrupted_deploy_is_finished_by_a_rerun():
 
 def test_an_interrupted_environment_change_is_finished_by_a_rerun():
     message = "Hello from an interrupted change"
-    args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}", "-e", f"app_message={message}"]
+    args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}", "-e", json.dumps({"app_message": message})]
     proc, seen = run_until(args, lambda line: "TASK [app : Install the systemd units]" in line)
     kill(proc)
     assert "TASK [app : Write the instances' environment]" in seen
