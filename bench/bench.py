@@ -83,21 +83,27 @@ class Bench:
     def run(self, tool: str, *args: str) -> tuple[float, str]:
         """Run an Ansible command against the lab: its wall time and output, or exit with the output."""
         cmd = [str(BIN / tool), "-i", str(ROOT / "inventories" / "lab"), *args]
-        start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
-        wall = time.monotonic() - start
         self.count += 1
+        name = f"{self.count:02d}-{tool}-{Path(args[0]).stem}"
+        extra: dict[str, str] = {}
+        if self.opts.log and self.opts.profile:  # each task's wall time, by bench/callback_plugins/bench_timing.py
+            extra = {"ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
+                     "ANSIBLE_CALLBACKS_ENABLED": "bench_timing",
+                     "BENCH_TIMING_FILE": str(self.opts.log.resolve() / f"{name}.tasks.jsonl")}
         if self.opts.log:
             self.opts.log.mkdir(parents=True, exist_ok=True)
-            name = f"{self.count:02d}-{tool}-{Path(args[0]).stem if not args[0].startswith('-') else 'adhoc'}.log"
-            (self.opts.log / name).write_text(f"# {' '.join(cmd)}\n# wall {wall:.2f} s\n{proc.stdout}{proc.stderr}")
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=ROOT, env={**self.env, **extra}, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        if self.opts.log:
+            (self.opts.log / f"{name}.log").write_text(f"# {' '.join(cmd)}\n# wall {wall:.2f} s\n{proc.stdout}{proc.stderr}")
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-2000:])
             raise SystemExit(f"bench: {tool} {' '.join(args)} failed (exit {proc.returncode})")
         return wall, proc.stdout
 
     def ping(self) -> float:
-        return self.run("ansible", "all", "-m", "ansible.builtin.ping", "--one-line")[0]
+        return self.run("ansible", "all", "-m", "ansible.builtin.ping")[0]
 
     def deploy(self) -> float:
         return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true")[0]
@@ -195,6 +201,7 @@ def main() -> int:
     parser.add_argument("--idle-only", action="store_true", help="skip the runs under load")
     parser.add_argument("--mitogen", action="store_true", help="run Ansible with Mitogen's mitogen_linear strategy")
     parser.add_argument("--log", type=Path, help="keep each command's output in this folder")
+    parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
     opts = parser.parse_args()
     if not opts.idle_only and shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is missing (apt-get install wrk, or ./stack deps)")
