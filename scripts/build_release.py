@@ -80,14 +80,43 @@ def save_index(out: Path, index: dict[str, dict[str, str]]) -> None:
     tmp.replace(out / INDEX)
 
 
-def run_tests(project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "app/tests"],
-        cwd=project, capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout[-4000:] + result.stderr[-2000:])
-        raise SystemExit("the app's tests failed: this build is not shipped")
+class AppTests:
+    """The app's tests, run in the background while the wheels build; wait() stops a failed build.
+
+    Their output goes to temporary files, not pipes, so a chatty run never blocks on a full pipe.
+    """
+
+    def __init__(self, project: Path) -> None:
+        self.stdout = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "app/tests"],
+            cwd=project, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
+        )
+
+    def output(self, stream) -> str:
+        stream.seek(0)
+        return stream.read().decode(errors="replace")
+
+    def wait(self) -> None:
+        try:
+            if self.proc.wait() != 0:
+                sys.stderr.write(self.output(self.stdout)[-4000:] + self.output(self.stderr)[-2000:])
+                raise SystemExit("the app's tests failed: this build is not shipped")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops the tests if they still run (the build failed first) and drops their output."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stdout.close()
+        self.stderr.close()
 
 
 def describe(artifact: Path) -> dict[str, object]:
@@ -112,8 +141,20 @@ def describe(artifact: Path) -> dict[str, object]:
 
 
 def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
-    if tests:
-        run_tests(project)
+    # The tests run while the wheels build; nothing is written to out until they have passed.
+    running = AppTests(project) if tests else None
+    try:
+        return build_artifact(project, out, tests, running)
+    except subprocess.CalledProcessError:
+        if running:
+            running.wait()  # failed tests are reported first, as when they ran before the build
+        raise
+    finally:
+        if running:
+            running.close()
+
+
+def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | None) -> dict[str, object]:
     now = datetime.now(timezone.utc)
     revision = git(project, "rev-parse", "--short=8", "HEAD") or "nogit"
     release_id = f"{now:%Y%m%dT%H%M%SZ}-{revision}"
@@ -130,6 +171,8 @@ def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
         if len(app_wheels) != 1:
             raise SystemExit(f"expected one webapp wheel, found {[w.name for w in app_wheels]}")
         version = app_wheels[0].name.split("-")[1]
+        if running:
+            running.wait()
         manifest = {
             "release_id": release_id,
             "version": version,

@@ -1,4 +1,4 @@
-"""The internal roles (vendor_package, service_ready) and the roles that import them.
+"""The internal roles (vendor_package, debian_packages, service_ready) and the roles that import them.
 
 An internal role has no tasks/main.yml: each of its task files is an entry point, typed by its
 meta/argument_specs.yml, that other roles import with their own values. These checks need no
@@ -10,11 +10,12 @@ naming the calling role's own variables.
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import BIN, ENV, ROOT
 from tests.conftest import load_yaml as load
 from tests.test_repo import run_role
 
@@ -101,3 +102,36 @@ def test_wrong_install_settings_fail_preflight_naming_the_roles_variables(tmp_pa
     assert re.search(r"TASK \[vendor_package : Check the install method\][^\n]*\n(?:(?!TASK \[).)*?fatal", out, re.S), out[-3000:]
     for word in words:
         assert (f"{role}{word}" if word.startswith("_") else word) in out, out[-3000:]
+
+
+# Roles that install the distribution's packages through debian_packages; app keeps its own apt task.
+DEBIAN_PACKAGES_ROLES = ["firewall", "keepalived", "nginx", "node_exporter", "prometheus"]
+
+
+@pytest.mark.parametrize("role", DEBIAN_PACKAGES_ROLES)
+def test_distribution_packages_install_through_debian_packages_only(role):
+    tasks = tasks_of(ROOT / "roles" / role / "tasks" / "install.yml")
+    assert not [t["name"] for t in tasks if "ansible.builtin.apt" in t], f"{role}: apt outside debian_packages"
+    assert [t for t in tasks if t.get("ansible.builtin.import_role", {}).get("name") == "debian_packages"]
+
+
+def test_debian_packages_asks_apt_only_for_what_dpkg_lacks(tmp_path):
+    """The lists computed from canned dpkg-query lines, on the controller only (an assert, no module runs)."""
+    lines = ["ii |bash|5.2.15-2+b8", "hi |loki|3.5.1", "rc |nginx|1.22.1-9", "iiR|curl|7.88.1-10", "un |keepalived|"]
+    names = ["bash", "loki=3.5.1", "nginx", "curl", "keepalived", "bash=5.2.15-2+b8", "bash=5.1", "bash=5.*",
+             "bash:amd64", "absent"]
+    # Installed (ii, hi) at any version, or at the pinned one, is left alone; everything else goes to apt.
+    expected = {"query": ["bash", "loki", "nginx", "curl", "keepalived", "absent"],
+                "missing": ["nginx", "curl", "keepalived", "bash=5.1", "bash=5.*", "bash:amd64", "absent"]}
+    play = [{"name": "Compute what debian_packages would install", "hosts": "localhost", "connection": "local",
+             "gather_facts": False, "vars_files": [str(ROOT / "roles" / "debian_packages" / "vars" / "main.yml")],
+             "vars": {"debian_packages_names": names, "__debian_packages_state": {"stdout_lines": lines},
+                      "expected": expected},
+             "tasks": [{"name": "Check the lists", "ansible.builtin.assert": {
+                 "that": ["_debian_packages_query_names == expected.query", "_debian_packages_missing == expected.missing"],
+                 "fail_msg": "query {{ _debian_packages_query_names }}, missing {{ _debian_packages_missing }}"}}]}]
+    path = tmp_path / "missing.yml"
+    path.write_text(yaml.safe_dump(play))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)],
+                          capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
