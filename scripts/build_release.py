@@ -7,7 +7,7 @@ index. A build is keyed by a hash of its sources: building the same sources agai
 reuses the existing release, so a re-run of the deploy changes nothing.
 
 Prints one JSON object on stdout: release_id, artifact, artifact_sha256, version,
-git_revision, build_time, python, tests, changed.
+git_revision, build_time, python, tests, installer (the pip wheel the hosts install with), changed.
 
 `--artifact PATH` describes an artifact built before (by this script, on this or another
 controller) instead of building: "build once, deploy the same artifact everywhere".
@@ -25,6 +25,7 @@ import sys
 import tarfile
 import tempfile
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 INDEX = "index.json"
@@ -162,11 +163,17 @@ def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | No
         stage = Path(tmp) / release_id
         wheels = stage / "wheels"
         wheels.mkdir(parents=True)
+        # pip's own wheel goes along (the build's pip version): the hosts install the release
+        # with it into a venv made without pip, which is much faster than ensurepip.
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
-             "--constraint", str(project / "requirements.txt"), str(project / "app")],
+             "--constraint", str(project / "requirements.txt"), str(project / "app"),
+             f"pip=={metadata.version('pip')}"],
             check=True, stdout=sys.stderr,
         )
+        installers = sorted(w.name for w in wheels.glob("pip-*.whl"))
+        if len(installers) != 1:
+            raise SystemExit(f"expected one pip wheel, found {installers}")
         app_wheels = sorted(wheels.glob("webapp-*.whl"))
         if len(app_wheels) != 1:
             raise SystemExit(f"expected one webapp wheel, found {[w.name for w in app_wheels]}")
@@ -181,6 +188,7 @@ def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | No
             "build_time": now.isoformat(timespec="seconds"),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "tests": "passed" if tests else "skipped",
+            "installer": installers[0],
             "wheels": {w.name: sha256_file(w) for w in sorted(wheels.iterdir())},
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
