@@ -1,0 +1,83 @@
+#!/usr/bin/python
+"""Ansible module: write and remove the app's small state records in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: webapp_state
+short_description: Write and remove the app's state records (deploy history, rollback notes and marks)
+description:
+  - Writes each file of I(files) atomically (a temporary file renamed over it), root-owned,
+    mode 0644, when it is missing, or when its content differs and I(replace) is true;
+    then removes each path of I(absent) that exists.
+  - One task for what would otherwise be several copy and file tasks.
+options:
+  files:
+    description: Files to write, each C(path), C(content) and C(replace) (default false, keep an existing file).
+    type: list
+    elements: dict
+    default: []
+  absent: {description: Files to remove., type: list, elements: path, default: []}
+"""
+
+RETURN = r"""
+written: {description: Paths written (or that would be, in check mode)., type: list, returned: always}
+removed: {description: Paths removed (or that would be, in check mode)., type: list, returned: always}
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _content(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, content: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".webapp-state-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o644)
+        os.chown(tmp, 0, 0)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "default": [],
+                      "options": {"path": {"type": "path", "required": True},
+                                  "content": {"type": "str", "required": True},
+                                  "replace": {"type": "bool", "default": False}}},
+            "absent": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    written: list[str] = []
+    removed: list[str] = []
+    for item in module.params["files"]:
+        old = _content(item["path"])
+        if old is None or (item["replace"] and old != item["content"]):
+            written.append(item["path"])
+            if not module.check_mode:
+                _write(item["path"], item["content"])
+    for path in module.params["absent"]:
+        if os.path.lexists(path):
+            removed.append(path)
+            if not module.check_mode:
+                os.unlink(path)
+    module.exit_json(changed=bool(written or removed), written=written, removed=removed)
+
+
+if __name__ == "__main__":
+    main()
