@@ -54,6 +54,7 @@ class Load:
 @dataclass(frozen=True)
 class Run:
     wall: float
+    tasks: int  # tasks the run started (TASK lines, skipped ones included)
     load: Load | None
 
 
@@ -105,18 +106,18 @@ class Bench:
     def ping(self) -> float:
         return self.run("ansible", "all", "-m", "ansible.builtin.ping")[0]
 
-    def deploy(self) -> float:
-        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true")[0]
+    def deploy(self) -> tuple[float, str]:
+        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true")
 
-    def rollback(self) -> float:
-        return self.run("ansible-playbook", "playbooks/rollback.yml")[0]
+    def rollback(self) -> tuple[float, str]:
+        return self.run("ansible-playbook", "playbooks/rollback.yml")
 
-    def no_change(self) -> float:
+    def no_change(self) -> tuple[float, str]:
         wall, out = self.run("ansible-playbook", "site.yml")
         changed = {host: int(n) for host, n in RECAP.findall(out) if int(n)}
         if changed:
             raise SystemExit(f"bench: the no-change run of site.yml changed something: {changed}")
-        return wall
+        return wall, out
 
 
 class Wrk:
@@ -154,18 +155,19 @@ class Wrk:
 def measure(bench: Bench, url: str, loaded: bool, operation: str) -> Run:
     """One operation; under load, wrk runs from a second before it to a second after."""
     step = getattr(bench, operation)
-    if not loaded:
-        return Run(step(), None)
-    wrk = Wrk(url, bench.opts).start()
-    time.sleep(1)
-    wall = step()
-    time.sleep(1)
-    return Run(wall, wrk.stop())
+    wrk = Wrk(url, bench.opts).start() if loaded else None
+    if wrk:
+        time.sleep(1)
+    wall, out = step()
+    if wrk:
+        time.sleep(1)
+    return Run(wall, out.count("\nTASK ["), wrk.stop() if wrk else None)
 
 
 def row(name: str, mode: str, runs: list[Run], ping: float) -> list[str]:
     wall = statistics.median(r.wall for r in runs)
-    cells = [name, mode, str(len(runs)), f"{wall:.1f}", f"{wall / ping:.1f}"]
+    tasks = statistics.median(r.tasks for r in runs)
+    cells = [name, mode, str(len(runs)), f"{wall:.1f}", f"{wall / ping:.1f}", f"{tasks:.0f}", f"{wall / tasks:.2f}"]
     loads = [r.load for r in runs if r.load]
     if not loads:
         return [*cells, "-", "-", "-", "-", "-"]
@@ -180,8 +182,8 @@ def row(name: str, mode: str, runs: list[Run], ping: float) -> list[str]:
 
 
 def table(rows: list[list[str]]) -> str:
-    header = ["operation", "load", "rounds", "wall s", "x ping", "requests", "failed", "p50 ms", "p99 ms",
-              "wrk CPU"]
+    header = ["operation", "load", "rounds", "wall s", "x ping", "tasks", "s/task", "requests", "failed", "p50 ms",
+              "p99 ms", "wrk CPU"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for i, r in enumerate([header, *rows]):

@@ -104,8 +104,8 @@ def test_wrong_install_settings_fail_preflight_naming_the_roles_variables(tmp_pa
         assert (f"{role}{word}" if word.startswith("_") else word) in out, out[-3000:]
 
 
-# Roles that install the distribution's packages through debian_packages; app keeps its own apt task.
-DEBIAN_PACKAGES_ROLES = ["firewall", "keepalived", "nginx", "node_exporter", "prometheus"]
+# Roles that install the distribution's packages through debian_packages.
+DEBIAN_PACKAGES_ROLES = ["app", "firewall", "keepalived", "nginx", "node_exporter", "prometheus"]
 
 
 @pytest.mark.parametrize("role", DEBIAN_PACKAGES_ROLES)
