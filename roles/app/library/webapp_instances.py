@@ -12,8 +12,8 @@ description:
   - An instance is stale when its service is not active, its socket unit is not listening,
     it does not answer with I(release), or it started before any path in I(watch) (or its
     socket before any path in I(socket_watch)) last changed.
-  - With I(converge), observes every port and restarts as with I(restart) each stale one
-    (its socket anew when that is stale), one at a time, each health-gated by I(wait); an
+  - With I(converge), observes every port and restarts each stale one (its socket anew
+    first when that is stale), one at a time, each health-gated by I(wait); an
     instance that does not come up fails the task with the last I(journal_lines) lines of its
     unit's journal that match I(journal_filter). Then every port must answer with I(release).
   - With I(wait), polls until every port answers with I(release) or the time is up, and
@@ -205,11 +205,7 @@ def converge(module: AnsibleModule, p: dict) -> None:
     stale = [i for i in found if i["stale"]]
     result: dict = {"instances": found, "stale": [i["port"] for i in stale], "restarted": []}
     result["disabled"], result["extra"] = units(p)
-    if module.check_mode or not stale:
-        if not stale and p["wait"]:
-            found, still = wait(p, p["ports"])
-            if still:
-                fail_stale(module, p, found, still)
+    if module.check_mode or not stale:  # nothing stale: every instance already answers as wanted
         module.exit_json(changed=bool(stale), **result)
     for inst in stale:
         port = inst["port"]
