@@ -36,6 +36,8 @@ import loadgen
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PACE = Path(__file__).resolve().parent / "pace.lua"
+# The operations an operator runs, as the table names them.
+OPS = {"deploy": "deploy a new release", "rollback": "rollback", "no_change": "no-change site.yml"}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", re.M)
 
 
@@ -204,6 +206,8 @@ def main() -> int:
     parser.add_argument("--mitogen", action="store_true", help="run Ansible with Mitogen's mitogen_linear strategy")
     parser.add_argument("--log", type=Path, help="keep each command's output in this folder")
     parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
+                        help="the operations to time (default: all); no_change alone times what a no-change site.yml costs")
     opts = parser.parse_args()
     if not opts.idle_only and shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is missing (apt-get install wrk, or ./stack deps)")
@@ -221,17 +225,15 @@ def main() -> int:
     runs: list[Run] = []
     for mode in ["idle"] if opts.idle_only else ["idle", "wrk"]:
         loaded = mode != "idle"
-        done: dict[str, list[Run]] = {"deploy": [], "rollback": [], "no_change": []}
+        done: dict[str, list[Run]] = {op: [] for op in OPS if op in opts.ops}
         for n in range(1, opts.rounds + 1):
-            for op in ("deploy", "rollback"):
+            for op in [op for op in ("deploy", "rollback") if op in done]:
                 done[op].append(measure(bench, url, loaded, op))
                 print(f"bench: {mode} round {n}: {op} {done[op][-1].wall:.1f} s", file=sys.stderr)
-        for n in range(1, opts.rounds + 1):
+        for n in range(1, opts.rounds + 1 if "no_change" in done else 1):
             done["no_change"].append(measure(bench, url, loaded, "no_change"))
             print(f"bench: {mode} round {n}: no-change site.yml {done['no_change'][-1].wall:.1f} s", file=sys.stderr)
-        rows += [row("deploy a new release", mode, done["deploy"], ping),
-                 row("rollback", mode, done["rollback"], ping),
-                 row("no-change site.yml", mode, done["no_change"], ping)]
+        rows += [row(OPS[op], mode, runs_of_op, ping) for op, runs_of_op in done.items()]
         runs += [r for rs in done.values() for r in rs]
 
     print(table(rows))

@@ -1,4 +1,4 @@
-"""The internal roles (vendor_package, debian_packages, service_ready) and the roles that import them.
+"""The internal roles (vendor_package, debian_packages, systemd_service) and the roles that import them.
 
 An internal role has no tasks/main.yml: each of its task files is an entry point, typed by its
 meta/argument_specs.yml, that other roles import with their own values. These checks need no
@@ -51,7 +51,39 @@ def imports() -> list[tuple[str, str, dict]]:
 
 
 def test_the_internal_roles_exist():
-    assert {p.name for p in INTERNAL} >= {"vendor_package", "service_ready"}
+    assert {p.name for p in INTERNAL} >= {"vendor_package", "debian_packages", "systemd_service"}
+
+
+# Every role that runs a service, and the units whose systemd side goes through systemd_service's run.
+SERVICE_ROLES = ["fluent_bit", "grafana", "keepalived", "loki", "nginx", "node_exporter", "prometheus"]
+
+
+def systemd_calls(role: str) -> list[tuple[str, dict]]:
+    return [(a["tasks_from"], t) for caller, _, t in imports() if caller == role
+            for a in [t.get("ansible.builtin.import_role") or t.get("ansible.builtin.include_role")]
+            if a["name"] == "systemd_service"]
+
+
+@pytest.mark.parametrize("role", SERVICE_ROLES)
+def test_service_roles_run_their_services_through_systemd_service(role):
+    """The sandbox, start and wait of each service: one import of systemd_service's run, and no
+    start, drop-in or wait of the role's own."""
+    assert [entry for entry, _ in systemd_calls(role)] and all(e == "run" for e, _ in systemd_calls(role))
+    for path in (ROOT / "roles" / role / "tasks").glob("*.yml"):
+        for task in tasks_of(path):
+            module = task.get("ansible.builtin.systemd_service") or {}
+            assert not (module.get("state") == "started" or "enabled" in module), f"{path.name}: {task['name']}"
+            assert "ansible.builtin.meta" not in task, f"{path.name}: {task['name']} (handlers are flushed by systemd_service)"
+
+
+def test_app_sandboxes_its_units_through_systemd_service():
+    assert sorted(t["vars"]["systemd_service_unit"] for e, t in systemd_calls("app") if e == "sandbox") == [
+        "{{ _app_candidate_unit }}@", "{{ _app_unit_name }}@"]
+
+
+def test_one_sandbox_template():
+    found = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "roles").glob("*/templates/*sandbox*"))
+    assert found == ["roles/systemd_service/templates/sandbox.conf.j2"]
 
 
 @pytest.mark.parametrize("role", INTERNAL, ids=lambda p: p.name)
@@ -94,7 +126,7 @@ def test_vendor_roles_install_through_vendor_package_only(role):
 def test_wrong_install_settings_fail_preflight_naming_the_roles_variables(tmp_path, role, variables, words):
     given = {f"{role}_{k}": v for k, v in variables.items()}
     # The settings each role needs besides, so only the install method's check can fail.
-    given.update({"fluent_bit": {"fluent_bit_loki_host": "192.0.2.14"},
+    given.update({"fluent_bit": {"fluent_bit_loki_host": "192.0.2.14", "fluent_bit_loki_port": 3100},
                   "grafana": {"grafana_admin_password": "a-test-password"}}.get(role, {}))
     proc = run_role(tmp_path, role, given, "--check", "--tags", f"{role}_preflight")
     out = proc.stdout + proc.stderr

@@ -4,7 +4,7 @@ The Loki and Fluent Bit configurations are rendered for every host of every inve
 tests/logging/render.yml, with the same vars files as playbooks/logging.yml and after the
 roles' own preflight checks, then parsed and checked for what `loki -verify-config` and
 `fluent-bit --dry-run` cannot see (those run on the hosts, before a restart). The dashboards'
-LogQL queries and the README's Explore query are parsed with Grafana's own LogQL grammar
+LogQL queries and the Explore query of docs/monitoring.md are parsed with Grafana's own LogQL grammar
 (tests/logql, installed by ./stack deps) and must select streams by labels that the rendered
 Fluent Bit output sets.
 """
@@ -382,8 +382,12 @@ def loki_targets() -> list[tuple[str, str]]:
     return found
 
 
+# The operator's page on logs, whose examples the tests run as written.
+LOGGING_DOC = ROOT / "docs" / "monitoring.md"
+
+
 def readme_logql() -> list[str]:
-    return re.findall(r"```logql\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+    return re.findall(r"```logql\n(.+?)\n```", LOGGING_DOC.read_text(), re.S)
 
 
 @pytest.fixture(scope="session")
@@ -409,10 +413,10 @@ def test_the_grammar_rejects_a_broken_query(parsed_logql):
 def test_there_are_log_panels_and_an_explore_query():
     where = {w.split(":")[0] for w, _ in loki_targets()}
     assert {"app.json", "logs.json"} <= where
-    assert readme_logql(), "README.md shows no ```logql block (the Explore query for the app's logs)"
+    assert readme_logql(), "docs/monitoring.md shows no ```logql block (the Explore query for the app's logs)"
 
 
-@pytest.mark.parametrize(("where", "expr"), loki_targets() + [("README.md", q) for q in readme_logql()],
+@pytest.mark.parametrize(("where", "expr"), loki_targets() + [("docs/monitoring.md", q) for q in readme_logql()],
                          ids=lambda v: str(v)[:50])
 def test_logql_is_a_stream_selector_over_shipped_labels(rendered, parsed_logql, where, expr):
     configs = fluent_bit(rendered, "lab")

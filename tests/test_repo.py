@@ -294,3 +294,43 @@ def test_keepalived_preflight_refuses_wrong_values(tmp_path, variables, words):
     assert proc.returncode != 0, out[-3000:]
     for word in words:
         assert word in out, out[-3000:]
+
+
+PLAYS = sorted([ROOT / "site.yml", *(ROOT / "playbooks").rglob("*.yml")])
+
+
+@pytest.mark.parametrize("path", PLAYS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_plays_hold_no_jinja_programs(path):
+    """The fleet's facts are computed by the filters (playbooks/filter_plugins, tests/test_fleet.py):
+    a play holds expressions, never {% for %} or {% set %} statements, nor a role's defaults read as a file."""
+    text = path.read_text()
+    assert "{%" not in text
+    assert "defaults/main.yml" not in text and "lookup('ansible.builtin.file'" not in text
+
+
+def test_every_default_port_is_written_once():
+    """A port's default lives in its role's defaults: no other role and no play writes the number."""
+    ports = {k: v for k, v in role_defaults().items() if k.endswith("_port") and isinstance(v, int)}
+    owner = {k: next(r.name for r in ROLES if k.startswith(f"{r.name}_")) for k in ports}
+    files = [p for p in (ROOT / "roles").glob("*/*/*") if p.is_file() and p.parts[-2] != "files"] + PLAYS
+    for path in files:
+        text = path.read_text()
+        for name, value in ports.items():
+            if ROOT / "roles" / owner[name] in path.parents:
+                continue
+            assert not re.search(rf"(?<![\d.:-]){value}(?![\d.])", text), f"{path.relative_to(ROOT)} repeats {name} ({value})"
+
+
+def test_the_readme_is_a_front_door_and_its_links_resolve():
+    """README.md stays short (what, two commands, what you get, layout, where to read on); the
+    operator topics live in docs/, and every relative link of those pages points at a file."""
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 150
+    pages = [readme, *sorted((ROOT / "docs").glob("*.md"))]
+    assert {p.name for p in pages} >= {"releases.md", "lab.md", "monitoring.md", "security.md", "ci-cd.md",
+                                       "testing.md", "performance.md"}
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to {target}, which is missing"
+    linked = set(re.findall(r"\]\(docs/([^)#]+)", readme.read_text()))
+    assert linked == {p.name for p in pages[1:]}, "every docs/ page is linked from README.md"

@@ -61,7 +61,7 @@ def password_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["staging", "production"])
 def with_vault(request, tmp_path_factory, password_file) -> tuple[str, Path]:
-    """A copy of the inventory with a vault.yml made as the README says."""
+    """A copy of the inventory with a vault.yml made as docs/security.md says."""
     env = request.param
     inv = tmp_path_factory.mktemp("inventories") / env
     shutil.copytree(ROOT / "inventories" / env, inv)
@@ -128,5 +128,5 @@ def test_committed_vault_files_are_encrypted_value_by_value():
     wrong = [str(p.relative_to(ROOT)) for p in vault_files() if not is_encrypted_value_by_value(p)]
     assert not wrong, (
         f"{wrong} must hold each value encrypted on its own (ansible-vault encrypt_string, see the "
-        "README's Vault section): a plain or whole-file encrypted vault.yml leaks the secret or makes "
+        "docs/security.md, Secrets): a plain or whole-file encrypted vault.yml leaks the secret or makes "
         "every check need the vault password")

@@ -1,10 +1,32 @@
-"""The stack's own Jinja filters, beside the plays that use them (ansible.cfg names this folder too).
+"""The fleet's facts, computed once from the inventory (ansible.cfg names this folder).
 
-app_ports is the one definition of an app host's instance ports: plays, vars files and the
-tests (which import this module) all use it.
+Every value a play derives from several hosts of the inventory lives here, unit-tested in
+tests/test_fleet.py: the app instances, the load balancers' upstreams, what listens on each
+host and who may connect to it (preflight's port-clash check, the firewall's rules), the
+scrape targets, the Fluent Bit settings of a host. The plays only call these filters.
+
+A setting a host does not set in the inventory is its role's default, read here from the
+roles' defaults/main.yml (the one place each default, a port for instance, is written).
+The functions take `hostvars` and `groups` as the plays have them (mappings; a play's
+hostvars templates a value when it is read).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The repository's roles, beside this folder's parent (playbooks/): the roles_path of ansible.cfg.
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
+
+# Who may connect, as the services table says it: any address, the inventory's admin_networks,
+# every host of the inventory, or a group's hosts; an empty list means loopback only.
+ANY = "any"
+ADMIN = "admin"
 
 
 def app_ports(base: object, instances: object) -> list[int]:
@@ -18,8 +40,208 @@ def app_ports(base: object, instances: object) -> list[int]:
     return list(range(first, first + count))
 
 
+@functools.cache
+def role_defaults(roles_dir: str = str(ROLES_DIR)) -> dict[str, Any]:
+    """Every variable of every role's defaults/main.yml (role names are their prefixes, so none clash)."""
+    found: dict[str, Any] = {}
+    for path in sorted(Path(roles_dir).glob("*/defaults/main.yml")):
+        found.update(yaml.safe_load(path.read_text()) or {})
+    return found
+
+
+def setting(host_vars: Mapping[str, Any], name: str, defaults: Mapping[str, Any] | None = None) -> Any:
+    """A host's value of a role variable: the inventory's, else the role's default.
+
+    `{{ hostvars[inventory_hostname] | stack_setting('prometheus_port') }}` -> 9090
+    """
+    if name in host_vars:
+        return host_vars[name]
+    defaults = role_defaults() if defaults is None else defaults
+    if name not in defaults:
+        raise KeyError(f"{name} is neither set in the inventory nor a default of a role")
+    return defaults[name]
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+def _members(groups: Mapping[str, Sequence[str]], group: str) -> list[str]:
+    return list(groups.get(group) or [])
+
+
+def _switch(host_vars: Mapping[str, Any], name: str) -> bool:
+    """An inventory switch that is on unless the inventory turns it off (grafana_enabled, loki_enabled)."""
+    return _truthy(host_vars.get(name, True))
+
+
+def instances(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+              defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every app instance of the fleet: host, internal address and port, in inventory order.
+
+    `{{ hostvars | stack_instances(groups) }}`
+    """
+    found = []
+    for host in _members(groups, "app"):
+        hv = hostvars[host]
+        for port in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults)):
+            found.append({"host": host, "address": str(hv["internal_address"]), "port": port})
+    return found
+
+
+def upstreams(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+              defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """The load balancers' backends: "address:port" of every app instance ([address]:port for IPv6)."""
+    return [f"[{i['address']}]:{i['port']}" if ":" in i["address"] else f"{i['address']}:{i['port']}"
+            for i in instances(hostvars, groups, defaults)]
+
+
+def floating_address(host_vars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> bool:
+    """Whether the load balancers share a floating address (VRRP): always with more than one of
+    them, and with one when the inventory gives it the address."""
+    return len(_members(groups, "lb")) > 1 or len(str(host_vars.get("keepalived_virtual_address") or "")) > 0
+
+
+def services(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], host: str,
+             defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """What listens on a host, on which port, and who may connect to it.
+
+    Each entry: name, port (or protocol "vrrp", which has none), and "from": any, admin (the
+    inventory's admin_networks), all (every host of the inventory), a group; empty: loopback only.
+    Loki: every host pushes its lines, admin_networks query them; Grafana reads it on its own host.
+    """
+    hv = hostvars[host]
+
+    def port(name: str) -> int:
+        return int(setting(hv, name, defaults))
+
+    found: list[dict[str, Any]] = [{"name": "node_exporter", "port": port("node_exporter_port"), "from": ["monitoring"]}]
+    if host in _members(groups, "app"):
+        for p in app_ports(port("app_base_port"), port("app_instances")):
+            found.append({"name": f"app instance {p}", "port": p, "from": ["lb", "monitoring"]})
+        found.append({"name": "app pre-check", "port": port("app_spare_port"), "from": []})
+    if host in _members(groups, "lb"):
+        found.append({"name": "nginx http", "port": port("nginx_listen_port"), "from": [ANY]})
+        if str(setting(hv, "nginx_tls_certificate", defaults)):
+            found.append({"name": "nginx https", "port": port("nginx_tls_port"), "from": [ANY]})
+        if floating_address(hv, groups):
+            found.append({"name": "vrrp", "protocol": "vrrp", "from": ["lb"]})
+        found.append({"name": "nginx stub_status", "port": port("nginx_stub_status_port"), "from": []})
+        if _truthy(setting(hv, "nginx_exporter_enabled", defaults)):
+            found.append({"name": "nginx exporter", "port": port("nginx_exporter_port"), "from": ["monitoring"]})
+    if host in _members(groups, "monitoring"):
+        found.append({"name": "prometheus", "port": port("prometheus_port"), "from": [ADMIN, "monitoring"]})
+        if _switch(hv, "grafana_enabled"):
+            found.append({"name": "grafana", "port": port("grafana_port"), "from": [ADMIN]})
+        if _switch(hv, "loki_enabled"):
+            found.append({"name": "loki", "port": port("loki_http_port"), "from": ["all", ADMIN]})
+    return found
+
+
+def port_clashes(table: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Ports more than one service of a host listens on, each as "port (service, service)"."""
+    by_port: dict[int, list[str]] = {}
+    for service in table:
+        if "port" in service:
+            by_port.setdefault(int(service["port"]), []).append(str(service["name"]))
+    return [f"{p} ({', '.join(names)})" for p, names in by_port.items() if len(names) > 1]
+
+
+def firewall_rules(table: Iterable[Mapping[str, Any]], hostvars: Mapping[str, Mapping[str, Any]],
+                   groups: Mapping[str, Sequence[str]], admin_networks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The services table with each "from" turned into addresses (the firewall role's firewall_services).
+
+    A service that no address may reach (a group with no host, admin with no admin_networks)
+    and that is not open to any address gets no rule: it stays loopback-only.
+    """
+    rules = []
+    for service in table:
+        sources: list[str] = []
+        for source in service["from"]:
+            if source == ADMIN:
+                sources += [str(a) for a in admin_networks or []]
+            elif source != ANY:
+                sources += [str(hostvars[h]["internal_address"]) for h in _members(groups, source)]
+        from_any = ANY in service["from"]
+        if from_any or sources:
+            rules.append({"name": service["name"], "protocol": service.get("protocol", "tcp"),
+                          "port": int(service.get("port", 0)), "from_any": from_any,
+                          "sources": list(dict.fromkeys(sources))})
+    return rules
+
+
+def _groups_of(groups: Mapping[str, Sequence[str]], host: str) -> list[str]:
+    return sorted(g for g, members in groups.items() if g not in ("all", "ungrouped") and host in (members or []))
+
+
+def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], env: str,
+                defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Prometheus's scrape jobs: every target of the inventory, labelled env, group, host and
+    instance (<host>:<port>). Jobs without a target are left out."""
+    jobs: dict[str, list[dict[str, Any]]] = {"node": [], "app": [], "nginx": [], "prometheus": []}
+
+    def target(job: str, host: str, port: object, group: str | None = None) -> None:
+        hv = hostvars[host]
+        labels = {"env": env, "group": group or (_groups_of(groups, host) or ["ungrouped"])[0], "host": host,
+                  "instance": f"{host}:{port}"}
+        jobs[job].append({"address": f"{hv['internal_address']}:{port}", "labels": labels})
+
+    for host in sorted(_members(groups, "all")):
+        hv = hostvars[host]
+        target("node", host, setting(hv, "node_exporter_port", defaults))
+        if host in _members(groups, "app"):
+            for p in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults)):
+                target("app", host, p, "app")
+        if host in _members(groups, "lb") and _truthy(setting(hv, "nginx_exporter_enabled", defaults)):
+            target("nginx", host, setting(hv, "nginx_exporter_port", defaults), "lb")
+        if host in _members(groups, "monitoring"):
+            target("prometheus", host, setting(hv, "prometheus_port", defaults))
+    return [{"job_name": name, "targets": targets} for name, targets in jobs.items() if targets]
+
+
+def loki_endpoint(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+                  defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Where the hosts push their lines: Loki on the first monitoring host (host, port)."""
+    monitoring = _members(groups, "monitoring")
+    if not monitoring:
+        raise ValueError("no monitoring host in the inventory: Loki runs on the first one")
+    hv = hostvars[monitoring[0]]
+    return {"host": str(hv["internal_address"]), "port": int(setting(hv, "loki_http_port", defaults))}
+
+
+def journald_units(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], host: str,
+                   defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """The app instances' units of a host, whose journal Fluent Bit ships (none off the app hosts)."""
+    if host not in _members(groups, "app"):
+        return []
+    hv = hostvars[host]
+    return [f"webapp@{p}.service"
+            for p in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults))]
+
+
+def addresses(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], group: str) -> list[str]:
+    """The internal addresses of a group's hosts, in inventory order."""
+    return [str(hostvars[h]["internal_address"]) for h in _members(groups, group)]
+
+
 class FilterModule:
     """Filters of this repository."""
 
     def filters(self) -> dict[str, object]:
-        return {"app_ports": app_ports}
+        return {
+            "app_ports": app_ports,
+            "stack_setting": setting,
+            "stack_instances": instances,
+            "stack_upstreams": upstreams,
+            "stack_floating_address": floating_address,
+            "stack_services": services,
+            "stack_port_clashes": port_clashes,
+            "stack_firewall_rules": firewall_rules,
+            "stack_scrape_jobs": scrape_jobs,
+            "stack_loki_endpoint": loki_endpoint,
+            "stack_journald_units": journald_units,
+            "stack_addresses": addresses,
+        }
+

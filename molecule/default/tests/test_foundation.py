@@ -87,4 +87,4 @@ def test_lb_spreads_requests_over_every_instance(infra, name):
 @pytest.mark.parametrize(("name", "port"), APP_INSTANCES)
 def test_app_unit_is_sandboxed(infra, name, port):
     score, report = exposure(infra(name), f"webapp@{port}.service")
-    assert score <= 2.0, report
+    assert score <= 1.1, report  # measured when its sandbox moved into roles/systemd_service's drop-in

@@ -287,10 +287,10 @@ def test_forward_input_message_reaches_loki(deployed, infra, name):
 
 
 def original_command() -> tuple[bytes, str, int]:
-    """The original task's check as the README shows it, `echo '<json>' | nc -u -w1 <host> <port>`:
+    """The original task's check as docs/monitoring.md shows it, `echo '<json>' | nc -u -w1 <host> <port>`:
     the datagram echo writes (the JSON and a newline), the host name and the port."""
-    found = re.search(r"^echo '(\{.+\})' \| nc -u -w1 (\S+) (\d+)$", (PROJECT / "README.md").read_text(), re.M)
-    assert found, "README.md does not show the original check, echo '{...}' | nc -u -w1 localhost 24224"
+    found = re.search(r"^echo '(\{.+\})' \| nc -u -w1 (\S+) (\d+)$", (PROJECT / "docs" / "monitoring.md").read_text(), re.M)
+    assert found, "docs/monitoring.md does not show the original check, echo '{...}' | nc -u -w1 localhost 24224"
     return found.group(1).encode() + b"\n", found.group(2), int(found.group(3))
 
 

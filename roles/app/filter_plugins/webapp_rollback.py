@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,8 +70,47 @@ def webapp_rollback_plan(states: dict[str, dict[str, Any]], release: str = "") -
     return {"target": target, "why": why, "from": leave, "errors": errors}
 
 
+def webapp_release_lines(state: dict[str, Any]) -> list[str]:
+    """One line per release of a host (a webapp_releases result), oldest first: current, failed,
+    rolled back by whom, when and to which release, and when the fleet was deployed to it."""
+    lines = []
+    deployed: dict[str, Any] = {}
+    for record in state.get("deployed", []):
+        deployed.setdefault(record.get("release"), record)
+    for release in state.get("releases", []):
+        line = release
+        if release == state.get("current"):
+            line += " current"
+        if release in state.get("marked_failed", []):
+            line += " failed"
+        mark = state.get("rolled_back", {}).get(release)
+        if mark is not None:
+            line += " rolled back by {} at {} to {}".format(mark.get("by", "?"), mark.get("at", "?"), mark.get("to", "?"))
+        if release in deployed:
+            line += " (deployed {})".format(deployed[release].get("at", "?"))
+        lines.append(line)
+    return lines or ["no release"]
+
+
+def webapp_rollback_records(plan: dict[str, Any], state: dict[str, Any], record: dict[str, Any],
+                            layout: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files a rollback writes on a host before any instance moves (webapp_state's files):
+    the note of the rollback under way (when the host moves or the fleet leaves releases), and
+    a rolled-back mark (by, at, to) of each release the fleet leaves."""
+    files = []
+    if state.get("current", "") != plan["target"] or plan["from"]:
+        files.append({"path": layout["rollback_note"],
+                      "replace": state.get("rollback", {}).get("target", "") != plan["target"],
+                      "content": json.dumps({**record, "target": plan["target"], "from": plan["from"]}) + "\n"})
+    for release in plan["from"]:
+        files.append({"path": f"{layout['rolled_back']}/{release}",
+                      "content": json.dumps({**record, "to": plan["target"]}) + "\n"})
+    return files
+
+
 class FilterModule:
-    """webapp_rollback_plan"""
+    """webapp_rollback_plan, webapp_release_lines, webapp_rollback_records"""
 
     def filters(self) -> dict[str, Any]:
-        return {"webapp_rollback_plan": webapp_rollback_plan}
+        return {"webapp_rollback_plan": webapp_rollback_plan, "webapp_release_lines": webapp_release_lines,
+                "webapp_rollback_records": webapp_rollback_records}

@@ -16,8 +16,17 @@ description:
     first when that is stale), one at a time, each health-gated by I(wait); an
     instance that does not come up fails the task with the last I(journal_lines) lines of its
     unit's journal that match I(journal_filter). Then every port must answer with I(release).
+  - With I(converge) and I(link), first points the C(current) link at I(release)'s folder
+    under I(releases_dir) (a new link renamed over the old one: atomic). When an instance does
+    not come up on I(release): marks the release failed (I(failed_marker) in its folder),
+    points the link back at I(fallback), converges every instance onto it and fails naming both
+    releases. On success, a failed mark of I(release) is cleared.
+  - Before each restart the unit's failed state is reset, so systemd's start limit never
+    refuses the restart of a switch-back.
   - With I(wait), polls until every port answers with I(release) or the time is up, and
     fails naming the instances that did not.
+  - A health probe that fails in any way (refused, reset, timed out, a malformed or cut answer)
+    counts as an unhealthy answer with its reason, never as an error of the module.
   - Without I(converge), never changes anything.
 options:
   address: {description: Address the instances listen on., type: str, required: true}
@@ -33,6 +42,11 @@ options:
   converge: {description: Restart the stale instances one at a time, health-gated; needs I(wait)., type: bool, default: false}
   journal_lines: {description: Lines of a failing instance's journal to show., type: int, default: 40}
   journal_filter: {description: Regular expression (journalctl --grep) the journal lines shown must match; empty shows all., type: str, default: ""}
+  link: {description: "The C(current) link to point at I(release) before converging (empty: leave it).", type: path, default: ""}
+  releases_dir: {description: Folder of the releases the link points into; required with I(link)., type: path, default: ""}
+  fallback: {description: "Release to go back to when I(release) fails (empty: none; with I(link)).", type: str, default: ""}
+  failed_marker: {description: Name of the file that marks a release failed., type: str, default: .failed}
+  host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
 """
 
 RETURN = r"""
@@ -56,10 +70,16 @@ extra:
   description: Instance units loaded for ports not in I(ports).
   type: list
   returned: with I(converge)
+switched:
+  description: Whether the link was pointed at I(release) (or back at I(fallback)).
+  type: bool
+  returned: with I(converge)
 """
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -95,14 +115,18 @@ def _changed_at(paths: list[str]) -> tuple[float, str]:
 
 
 def _health(url: str, timeout: float) -> tuple[int, str, str]:
+    """(status, release, why not healthy) of one /health request; status 0 when no answer came."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (the host's own instances)
             body = resp.read().decode()
             status = resp.status
     except urllib.error.HTTPError as err:
         return err.code, "", f"answered {err.code}"
-    except (OSError, ValueError) as err:
-        return 0, "", str(getattr(err, "reason", err))
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        # refused, reset, timed out (OSError); a cut body (IncompleteRead), a malformed status line or
+        # too many headers (HTTPException); an answer that is not text (ValueError).
+        reason = getattr(err, "reason", None) or err
+        return 0, "", f"{type(err).__name__}: {reason}" if not str(reason).startswith(type(err).__name__) else str(reason)
     try:
         release = str(json.loads(body).get("release", ""))
     except (ValueError, AttributeError):
@@ -192,35 +216,93 @@ def journal(p: dict, port: int) -> str:
 def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> tuple[list[dict], list[int]]:
     """Restart one instance (its socket anew first when asked) and wait for its health."""
     service = f"{p['unit']}@{port}.service"
+    socket_unit = f"{p['unit']}@{port}.socket"
+    # A release that crashed at start may have reached the start limit: forget it, or the restart is refused.
+    subprocess.run(["systemctl", "reset-failed", service, socket_unit], capture_output=True, check=False)
     if remake_socket:
         _systemctl(module, "stop", service)
-        _systemctl(module, "restart", f"{p['unit']}@{port}.socket")
+        _systemctl(module, "restart", socket_unit)
     _systemctl(module, "restart", service)
     return wait(p, [port])
 
 
-def converge(module: AnsibleModule, p: dict) -> None:
-    """Restart each stale instance, one at a time, health-gated; then check every one."""
+class Failed(Exception):
+    """An instance did not come up: the message, and what was observed."""
+
+    def __init__(self, msg: str, result: dict) -> None:
+        super().__init__(msg)
+        self.msg, self.result = msg, result
+
+
+def point(link: str, target: str, check_mode: bool) -> bool:
+    """Point a symbolic link at target atomically (a new link renamed over it); whether it changed."""
+    if os.path.islink(link) and os.readlink(link) == target:
+        return False
+    if not check_mode:
+        tmp = f"{link}.new-{os.getpid()}"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    return True
+
+
+def settle(module: AnsibleModule, p: dict) -> dict:
+    """Restart each stale instance, one at a time, health-gated; then check every one. Raises Failed."""
     found = observe(p)
     stale = [i for i in found if i["stale"]]
     result: dict = {"instances": found, "stale": [i["port"] for i in stale], "restarted": []}
-    result["disabled"], result["extra"] = units(p)
     if module.check_mode or not stale:  # nothing stale: every instance already answers as wanted
-        module.exit_json(changed=bool(stale), **result)
+        return result
     for inst in stale:
         port = inst["port"]
         seen, still = restart(module, p, port, inst["socket_stale"])
         result["restarted"].append(port)
         if still:
             reasons = ", ".join(seen[0]["reasons"])
-            module.fail_json(
-                msg=f"{p['unit']}@{port} did not answer its health endpoint with release {p['release']} within "
-                    f"{p['wait']} s ({reasons}). Its journal:\n{journal(p, port)}",
-                changed=True, **{**result, "instances": seen})
+            raise Failed(f"{p['unit']}@{port} did not answer its health endpoint with release {p['release']} within "
+                         f"{p['wait']} s ({reasons}). Its journal:\n{journal(p, port)}", {**result, "instances": seen})
     found, still = wait(p, p["ports"])
     if still:
-        fail_stale(module, p, found, still)
-    module.exit_json(changed=True, **{**result, "instances": found})
+        detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
+        raise Failed(f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})",
+                     {**result, "instances": found, "stale": still})
+    return {**result, "instances": found}
+
+
+def converge(module: AnsibleModule, p: dict) -> None:
+    """Point the link at the release (when asked), converge the instances on it; on failure, go
+    back to the fallback release and fail."""
+    disabled, extra = units(p)
+    target_dir = os.path.join(p["releases_dir"], p["release"]) if p["link"] else ""
+    switched = point(p["link"], target_dir, module.check_mode) if p["link"] else False
+    try:
+        result = settle(module, p)
+    except Failed as failure:
+        changed = True
+        back = p["fallback"] and p["fallback"] != p["release"] and p["link"]
+        if not back:
+            module.fail_json(msg=f"Release {p['release']} failed on {p['host']}; there was no other release to go back "
+                                 f"to. Hosts not yet reached keep their release.\n{failure.msg}", changed=changed, switched=switched, disabled=disabled,
+                             extra=extra, **failure.result)
+        with open(os.path.join(target_dir, p["failed_marker"]), "w", encoding="utf-8") as marker:
+            marker.write(f"health check failed after the switch from {p['fallback']}\n")
+        point(p["link"], os.path.join(p["releases_dir"], p["fallback"]), False)
+        try:
+            settle(module, {**p, "release": p["fallback"]})
+        except Failed as again:
+            module.fail_json(msg=f"Release {p['release']} failed on {p['host']}, and going back to {p['fallback']} failed too: "
+                                 f"{again.msg}\nThe first failure: {failure.msg}", changed=changed, switched=True,
+                             disabled=disabled, extra=extra, **again.result)
+        module.fail_json(msg=f"Release {p['release']} failed on {p['host']}; current is back at {p['fallback']} and every "
+                             f"instance answers with it. Hosts not yet reached keep their release.\n{failure.msg}", changed=changed, switched=True,
+                         disabled=disabled, extra=extra, **failure.result)
+    marker = os.path.join(target_dir, p["failed_marker"]) if target_dir else ""
+    cleared = bool(marker) and os.path.lexists(marker)
+    if cleared and not module.check_mode:
+        os.unlink(marker)
+    changed = switched or cleared or bool(result["stale"])
+    module.exit_json(changed=changed, switched=switched, disabled=disabled, extra=extra, **result)
 
 
 def main() -> None:
@@ -239,10 +321,18 @@ def main() -> None:
             "converge": {"type": "bool", "default": False},
             "journal_lines": {"type": "int", "default": 40},
             "journal_filter": {"type": "str", "default": ""},
+            "link": {"type": "path", "default": ""},
+            "releases_dir": {"type": "path", "default": ""},
+            "fallback": {"type": "str", "default": ""},
+            "failed_marker": {"type": "str", "default": ".failed"},
+            "host": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
     p = module.params
+    p["host"] = p["host"] or socket.gethostname()
+    if p["link"] and not p["releases_dir"]:
+        module.fail_json(msg="releases_dir is required with link")
     if p["converge"]:
         converge(module, p)
     found, stale = wait(p, p["ports"])

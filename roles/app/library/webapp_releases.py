@@ -12,8 +12,13 @@ description:
     when each release was deployed, and an unfinished rollback's record.
   - Never changes anything.
 options:
-  base_dir: {description: The app's base folder (releases/, state/ and the current link)., type: path, required: true}
-  failed_marker: {description: Name of the file that marks a release failed., type: str, default: .failed}
+  layout:
+    description:
+      - "The app's layout (the role's _app_layout): folders C(base), C(releases), C(artifacts), C(state),
+        C(deployed), C(rolled_back), the C(current) link, the C(rollback_note) file and the names of the
+        C(complete_marker) and C(failed_marker) files."
+    type: dict
+    required: true
 """
 
 RETURN = r"""
@@ -58,33 +63,36 @@ def _root_folder(path: str) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o755
 
 
-def read(base_dir: str, failed_marker: str) -> dict:
-    releases_dir = os.path.join(base_dir, "releases")
-    state_dir = os.path.join(base_dir, "state")
-    link = os.path.join(base_dir, "current")
+LAYOUT_KEYS = ("base", "releases", "artifacts", "current", "state", "deployed", "rolled_back", "rollback_note",
+               "complete_marker", "failed_marker")
+# An artifact's file name: webapp-<release id>.tar.gz (scripts/build_release.py).
+ARTIFACT_PREFIX, ARTIFACT_SUFFIX = "webapp-", ".tar.gz"
+
+
+def read(layout: dict) -> dict:
+    releases_dir, artifacts_dir, link = layout["releases"], layout["artifacts"], layout["current"]
     current = os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
     names = sorted(os.listdir(releases_dir)) if os.path.isdir(releases_dir) else []
-    releases = [n for n in names if os.path.exists(os.path.join(releases_dir, n, ".complete"))]
-    failed = [n for n in names if os.path.exists(os.path.join(releases_dir, n, failed_marker))]
-    deployed = [{"release": name, **record} for name, record in _records(os.path.join(state_dir, "deployed")).items()]
-    deployed.sort(key=lambda r: (float(r.get("epoch", 0)), r["release"]))
-    rollback = _read_json(os.path.join(state_dir, "rollback.json"))
-    artifacts_dir = os.path.join(base_dir, "artifacts")
-    artifacts = sorted(n[len("webapp-"):-len(".tar.gz")] for n in (os.listdir(artifacts_dir) if os.path.isdir(artifacts_dir) else [])
-                       if n.startswith("webapp-") and n.endswith(".tar.gz"))
+    releases = [n for n in names if os.path.exists(os.path.join(releases_dir, n, layout["complete_marker"]))]
+    failed = [n for n in names if os.path.exists(os.path.join(releases_dir, n, layout["failed_marker"]))]
+    deployed = [{"release": name, **record} for name, record in _records(layout["deployed"]).items()]
+    deployed.sort(key=lambda r: (float(r.get("epoch", 0) or 0), r["release"]))
+    artifacts = sorted(n[len(ARTIFACT_PREFIX):-len(ARTIFACT_SUFFIX)]
+                       for n in (os.listdir(artifacts_dir) if os.path.isdir(artifacts_dir) else [])
+                       if n.startswith(ARTIFACT_PREFIX) and n.endswith(ARTIFACT_SUFFIX))
+    folders = (layout["base"], releases_dir, artifacts_dir, layout["state"], layout["deployed"], layout["rolled_back"])
     return {"current": current, "releases": releases, "marked_failed": failed, "folders": names, "artifacts": artifacts,
-            "rolled_back": _records(os.path.join(state_dir, "rolled-back")), "deployed": deployed, "rollback": rollback,
-            "dirs": [d for d in (base_dir, releases_dir, artifacts_dir, state_dir, os.path.join(state_dir, "deployed"),
-                                 os.path.join(state_dir, "rolled-back")) if _root_folder(d)]}
+            "rolled_back": _records(layout["rolled_back"]), "deployed": deployed,
+            "rollback": _read_json(layout["rollback_note"]), "dirs": [d for d in folders if _root_folder(d)]}
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"base_dir": {"type": "path", "required": True},
-                       "failed_marker": {"type": "str", "default": ".failed"}},
+        argument_spec={"layout": {"type": "dict", "required": True,
+                                  "options": {k: {"type": "str", "required": True} for k in LAYOUT_KEYS}}},
         supports_check_mode=True,
     )
-    module.exit_json(changed=False, **read(module.params["base_dir"], module.params["failed_marker"]))
+    module.exit_json(changed=False, **read(module.params["layout"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,413 @@
+"""Unit tests of the app role's modules (roles/app/library) against a temporary folder.
+
+The lab tests (molecule/releases) prove the behaviour on real hosts; these pin each module's
+rules. Where a module calls systemctl or journalctl, a stand-in for that one call answers.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "roles" / "app" / "library"))
+import webapp_instances  # noqa: E402
+import webapp_lock  # noqa: E402
+import webapp_releases  # noqa: E402
+import webapp_state  # noqa: E402
+
+
+def run(module, args: dict, capsys) -> tuple[int, dict]:
+    """Run a module's main() with args: its exit code (0 exit_json, 1 fail_json) and its result."""
+    with patch_module_args(args), pytest.raises(SystemExit) as done:
+        module.main()
+    return done.value.code, json.loads(capsys.readouterr().out)
+
+
+# --- webapp_lock -----------------------------------------------------------------------------
+
+def owner(run_id: str) -> dict:
+    return {"run_id": run_id, "user": "ops", "controller": "ctl", "pid": 1, "started": "now", "command": "x.yml"}
+
+
+def test_lock_is_taken_when_free_and_kept_by_its_run(tmp_path, capsys):
+    path = str(tmp_path / "run" / "release.lock")
+    rc, res = run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    assert rc == 0 and res["acquired"] and res["changed"]
+    assert json.loads(Path(path).read_text())["run_id"] == "a"
+    rc, res = run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    assert res["acquired"] and not res["changed"]
+
+
+def test_lock_held_by_another_run_is_refused_naming_the_holder(tmp_path, capsys):
+    path = str(tmp_path / "release.lock")
+    run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    rc, res = run(webapp_lock, {"path": path, "owner": owner("b")}, capsys)
+    assert rc == 0 and not res["acquired"] and res["holder"]["run_id"] == "a"
+    assert json.loads(Path(path).read_text())["run_id"] == "a"
+
+
+def test_lock_is_taken_over_only_from_the_named_dead_run(tmp_path, capsys):
+    path = str(tmp_path / "release.lock")
+    run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "take_over": "someone-else"}, capsys)
+    assert not res["acquired"]
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "take_over": "a"}, capsys)
+    assert res["acquired"]
+    held = json.loads(Path(path).read_text())
+    assert held["run_id"] == "b" and held["took_over_from"]["run_id"] == "a"
+
+
+def test_lock_is_given_back_only_by_its_run(tmp_path, capsys):
+    path = str(tmp_path / "release.lock")
+    run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "state": "absent"}, capsys)
+    assert not res["changed"] and os.path.exists(path)
+    _, res = run(webapp_lock, {"path": path, "owner": owner("a"), "state": "absent"}, capsys)
+    assert res["changed"] and not os.path.exists(path)
+
+
+def test_lock_waits_for_its_holder_to_give_it_back(tmp_path, capsys):
+    path = str(tmp_path / "release.lock")
+    run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    threading.Timer(0.3, lambda: webapp_lock.attempt(path, "absent", owner("a"), "")).start()
+    start = time.monotonic()
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "wait": 5}, capsys)
+    assert res["acquired"] and time.monotonic() - start < 4
+
+
+def test_an_unreadable_lock_counts_as_held(tmp_path, capsys):
+    path = tmp_path / "release.lock"
+    path.write_text("not json")
+    _, res = run(webapp_lock, {"path": str(path), "owner": owner("a")}, capsys)
+    assert not res["acquired"] and res["holder"] == {"run_id": "<unreadable>"}
+
+
+def test_lock_owner_needs_a_run_id(tmp_path, capsys):
+    rc, res = run(webapp_lock, {"path": str(tmp_path / "l"), "owner": {"user": "ops"}}, capsys)
+    assert rc == 1 and "run_id" in res["msg"]
+
+
+# --- webapp_state ----------------------------------------------------------------------------
+
+def test_state_writes_missing_files_root_owned_0644(tmp_path, capsys):
+    target = tmp_path / "deployed" / "r1"
+    target.parent.mkdir()
+    rc, res = run(webapp_state, {"files": [{"path": str(target), "content": "{}\n"}]}, capsys)
+    assert rc == 0 and res["changed"] and res["written"] == [str(target)]
+    st = target.stat()
+    assert target.read_text() == "{}\n" and oct(st.st_mode & 0o777) == "0o644" and (st.st_uid, st.st_gid) == (0, 0)
+    assert [p.name for p in target.parent.iterdir()] == ["r1"]  # no temporary file left
+
+
+def test_state_keeps_an_existing_file_unless_told_to_replace_it(tmp_path, capsys):
+    target = tmp_path / "note"
+    target.write_text("old\n")
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "new\n"}]}, capsys)
+    assert not res["changed"] and target.read_text() == "old\n"
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "new\n", "replace": True}]}, capsys)
+    assert res["changed"] and target.read_text() == "new\n"
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "new\n", "replace": True}]}, capsys)
+    assert not res["changed"]
+
+
+def test_state_removes_what_exists(tmp_path, capsys):
+    there = tmp_path / "mark"
+    there.write_text("x")
+    _, res = run(webapp_state, {"absent": [str(there), str(tmp_path / "missing")]}, capsys)
+    assert res["removed"] == [str(there)] and not there.exists()
+
+
+def test_state_changes_nothing_in_check_mode(tmp_path, capsys):
+    there = tmp_path / "mark"
+    there.write_text("x")
+    args = {"files": [{"path": str(tmp_path / "new"), "content": "y"}], "absent": [str(there)], "_ansible_check_mode": True}
+    _, res = run(webapp_state, args, capsys)
+    assert res["changed"] and res["written"] and res["removed"]
+    assert there.exists() and not (tmp_path / "new").exists()
+
+
+# --- webapp_releases -------------------------------------------------------------------------
+
+def layout(base: Path) -> dict:
+    return {"base": str(base), "releases": str(base / "releases"), "artifacts": str(base / "artifacts"),
+            "current": str(base / "current"), "state": str(base / "state"), "deployed": str(base / "state/deployed"),
+            "rolled_back": str(base / "state/rolled-back"), "rollback_note": str(base / "state/rollback.json"),
+            "complete_marker": ".complete", "failed_marker": ".failed"}
+
+
+def make_host(base: Path) -> dict:
+    lay = layout(base)
+    for key in ("releases", "artifacts", "deployed", "rolled_back"):
+        Path(lay[key]).mkdir(parents=True, exist_ok=True)
+    for release, marks in {"r1": [".complete"], "r2": [".complete", ".failed"], "r3": []}.items():
+        (base / "releases" / release).mkdir()
+        for mark in marks:
+            (base / "releases" / release / mark).write_text("")
+    os.symlink(str(base / "releases" / "r1"), lay["current"])
+    for name in ("webapp-r1.tar.gz", "webapp-r2.tar.gz", "other.txt"):
+        (base / "artifacts" / name).write_text("")
+    (base / "state/deployed/r2").write_text(json.dumps({"epoch": 20, "by": "b"}))
+    (base / "state/deployed/r1").write_text(json.dumps({"epoch": 10, "by": "a"}))
+    (base / "state/rolled-back/r2").write_text(json.dumps({"by": "c", "to": "r1"}))
+    (base / "state/rolled-back/junk").write_text("not json")
+    Path(lay["rollback_note"]).write_text(json.dumps({"target": "r1"}))
+    return lay
+
+
+def test_releases_reads_the_whole_layout(tmp_path, capsys):
+    lay = make_host(tmp_path / "app")
+    rc, res = run(webapp_releases, {"layout": lay}, capsys)
+    assert rc == 0 and not res["changed"]
+    assert res["current"] == "r1"
+    assert res["releases"] == ["r1", "r2"] and res["folders"] == ["r1", "r2", "r3"]
+    assert res["marked_failed"] == ["r2"]
+    assert res["artifacts"] == ["r1", "r2"]
+    assert [d["release"] for d in res["deployed"]] == ["r1", "r2"]  # oldest first
+    assert res["rolled_back"] == {"junk": {}, "r2": {"by": "c", "to": "r1"}}
+    assert res["rollback"] == {"target": "r1"}
+
+
+def test_releases_lists_only_root_folders_of_mode_0755(tmp_path, capsys):
+    lay = make_host(tmp_path / "app")
+    for key in ("base", "releases", "artifacts", "state", "deployed"):
+        os.chmod(lay[key], 0o755)
+    os.chmod(lay["rolled_back"], 0o700)
+    _, res = run(webapp_releases, {"layout": lay}, capsys)
+    assert res["dirs"] == [lay[k] for k in ("base", "releases", "artifacts", "state", "deployed")]
+
+
+def test_releases_of_a_new_host_are_empty(tmp_path, capsys):
+    _, res = run(webapp_releases, {"layout": layout(tmp_path / "none")}, capsys)
+    assert (res["current"], res["releases"], res["deployed"], res["rollback"], res["dirs"]) == ("", [], [], {}, [])
+
+
+def test_releases_refuses_a_layout_without_every_path(tmp_path, capsys):
+    lay = layout(tmp_path)
+    del lay["failed_marker"]
+    rc, res = run(webapp_releases, {"layout": lay}, capsys)
+    assert rc == 1 and "failed_marker" in res["msg"]
+
+
+# --- webapp_instances: health probes ---------------------------------------------------------
+
+class Instance(http.server.ThreadingHTTPServer):
+    """A stand-in app instance on loopback: /health answers with its release, 500 when broken."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.release, self.broken = "", False
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805
+                if self.broken:
+                    handler.send_error(500)
+                    return
+                body = json.dumps({"status": "ok", "release": self.release}).encode()
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args) -> None:  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+def raw_server(answer: bytes | None, hang: float = 0) -> tuple[int, threading.Event]:
+    """A loopback server that reads a request and sends `answer` as it is (or nothing, after `hang` s), then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            listener.settimeout(0.2)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(4096)
+                if answer is not None:
+                    conn.sendall(answer)
+                else:
+                    done.wait(hang)
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], done
+
+
+def probe(port: int, timeout: float = 2) -> tuple[int, str, str]:
+    return webapp_instances._health(f"http://127.0.0.1:{port}/health", timeout)
+
+
+def test_health_of_a_good_instance():
+    inst = Instance()
+    inst.release = "r1"
+    assert probe(inst.port) == (200, "r1", "")
+    inst.broken = True
+    assert probe(inst.port) == (500, "", "answered 500")
+    inst.shutdown()
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (b"garbage\r\n\r\n", ["BadStatusLine"]),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"release\": ", ["IncompleteRead"]),
+    (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n{}", ["HTTPException", "100 headers"]),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nnot js!", ["answered no JSON"]),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xfe", ["UnicodeDecodeError"]),
+    (b"", ["RemoteDisconnected"]),
+], ids=["garbage", "cut body", "too many headers", "not json", "not text", "closed"])
+def test_a_broken_answer_is_unhealthy_with_its_reason(answer, words):
+    port, done = raw_server(answer)
+    status, release, why = probe(port)
+    done.set()
+    assert release == "" and status in (0, 200), (status, why)
+    for word in words:
+        assert word in why, why
+
+
+def test_a_hung_instance_is_unhealthy_after_the_timeout():
+    port, done = raw_server(None, hang=5)
+    start = time.monotonic()
+    status, _, why = probe(port, timeout=0.5)
+    done.set()
+    assert status == 0 and "timed out" in why and time.monotonic() - start < 3
+
+
+def test_a_closed_port_is_unhealthy():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    status, _, why = probe(port)
+    assert status == 0 and "refused" in why.lower(), why
+
+
+# --- webapp_instances: switch, converge and switch back --------------------------------------
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """Two instances and two releases (good, broken), with a stand-in for systemctl and journalctl:
+    a restart makes the instance serve what `current` points at (500 for the broken release)."""
+    releases = tmp_path / "releases"
+    for name in ("good", "broken", "next"):
+        (releases / name).mkdir(parents=True)
+    link = tmp_path / "current"
+    os.symlink(str(releases / "good"), link)
+    instances = {i.port: i for i in (Instance(), Instance())}
+    for inst in instances.values():
+        inst.release = "good"
+    calls: list[list[str]] = []
+    started = {"mono": time.monotonic()}
+
+    def stand_in(cmd, **kwargs):
+        calls.append(list(cmd))
+        out = ""
+        if cmd[:2] == ["systemctl", "show"]:
+            out = f"ActiveState=active\nExecMainStartTimestampMonotonic={int(started['mono'] * 1e6)}\n" \
+                  f"ActiveEnterTimestampMonotonic={int(started['mono'] * 1e6)}\n"
+        elif cmd[:2] == ["systemctl", "is-enabled"]:
+            out = "enabled\n"
+        elif cmd[:2] == ["systemctl", "restart"] and cmd[2].endswith(".service"):
+            port = int(cmd[2].split("@")[1].split(".")[0])
+            release = os.path.basename(os.readlink(link))
+            instances[port].release, instances[port].broken = release, release == "broken"
+            started["mono"] = time.monotonic()
+        elif cmd[0] == "journalctl":
+            out = "Traceback: the release crashed at start\n"
+        return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", stand_in)
+    yield {"releases": releases, "link": link, "instances": instances, "calls": calls,
+           "args": {"address": "127.0.0.1", "ports": sorted(instances), "converge": True, "wait": 2, "interval": 0.05,
+                    "link": str(link), "releases_dir": str(releases), "host": "app1", "watch": [str(link)]}}
+    for inst in instances.values():
+        inst.shutdown()
+
+
+def restarts(calls: list[list[str]]) -> list[str]:
+    return [c[2] for c in calls if c[:2] == ["systemctl", "restart"]]
+
+
+def test_converge_changes_nothing_when_every_instance_serves_the_release(host, capsys):
+    time.sleep(0.01)
+    rc, res = run(webapp_instances, {**host["args"], "release": "good", "watch": []}, capsys)
+    assert rc == 0 and not res["changed"] and res["restarted"] == [] and not res["switched"]
+
+
+def test_switch_points_current_and_restarts_one_instance_at_a_time(host, capsys):
+    rc, res = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good"}, capsys)
+    assert rc == 0, res["msg"] if "msg" in res else res
+    assert res["changed"] and res["switched"] and res["restarted"] == host["args"]["ports"]
+    assert os.readlink(host["link"]) == str(host["releases"] / "next")
+    assert {i.release for i in host["instances"].values()} == {"next"}
+    # each restart after a reset of the unit's failed state (the start limit never refuses it)
+    calls = [c[:3] for c in host["calls"] if c[:2] in (["systemctl", "reset-failed"], ["systemctl", "restart"])]
+    assert [c[1] for c in calls] == ["reset-failed", "restart"] * 2
+
+
+def test_a_release_that_fails_is_marked_and_every_instance_goes_back(host, capsys):
+    rc, res = run(webapp_instances, {**host["args"], "release": "broken", "fallback": "good"}, capsys)
+    assert rc == 1
+    assert res["msg"].startswith("Release broken failed on app1; current is back at good and every instance answers with it.")
+    assert "the release crashed at start" in res["msg"]  # the failing instance's journal
+    assert (host["releases"] / "broken" / ".failed").exists()
+    assert os.readlink(host["link"]) == str(host["releases"] / "good")
+    assert {(i.release, i.broken) for i in host["instances"].values()} == {("good", False)}
+    first, second = host["args"]["ports"]
+    # the second instance never served the broken release: it restarts only once current is back
+    # (it started before the link changed), after the first came back
+    assert restarts(host["calls"]) == [f"webapp@{p}.service" for p in (first, first, second)]
+
+
+def test_a_release_that_fails_with_nothing_to_go_back_to_says_so(host, capsys):
+    rc, res = run(webapp_instances, {**host["args"], "release": "broken", "fallback": ""}, capsys)
+    assert rc == 1 and "there was no other release to go back to" in res["msg"]
+    assert not (host["releases"] / "broken" / ".failed").exists()
+
+
+def test_a_release_deployed_again_loses_its_failed_mark(host, capsys):
+    (host["releases"] / "next" / ".failed").write_text("")
+    rc, _ = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good"}, capsys)
+    assert rc == 0 and not (host["releases"] / "next" / ".failed").exists()
+
+
+def test_check_mode_neither_switches_nor_restarts(host, capsys):
+    rc, res = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good", "_ansible_check_mode": True},
+                  capsys)
+    assert rc == 0 and res["changed"] and res["switched"]
+    assert os.readlink(host["link"]) == str(host["releases"] / "good") and restarts(host["calls"]) == []
+
+
+def test_the_link_is_swapped_atomically(tmp_path):
+    link = tmp_path / "current"
+    assert webapp_instances.point(str(link), "/a", False)
+    assert not webapp_instances.point(str(link), "/a", False)
+    assert webapp_instances.point(str(link), "/b", False) and os.readlink(link) == "/b"
+    assert [p.name for p in tmp_path.iterdir()] == ["current"]
+
+
+def test_a_link_needs_the_releases_folder(capsys):
+    rc, res = run(webapp_instances, {"address": "127.0.0.1", "ports": [1], "link": "/x", "release": "r"}, capsys)
+    assert rc == 1 and "releases_dir is required with link" in res["msg"]

@@ -1,0 +1,185 @@
+"""Unit tests of the fleet's facts (playbooks/filter_plugins/stack_filters.py): what the plays
+compute from the inventory, on a small inventory written here."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import role_defaults
+from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
+    FilterModule, app_ports, firewall_rules, floating_address, instances, journald_units, loki_endpoint,
+    port_clashes, scrape_jobs, services, setting, upstreams,
+)
+import stack_filters
+
+DEFAULTS = {
+    "app_base_port": 8000, "app_instances": 2, "app_spare_port": 8100, "node_exporter_port": 9100,
+    "nginx_listen_port": 80, "nginx_tls_port": 443, "nginx_tls_certificate": "", "nginx_stub_status_port": 8080,
+    "nginx_exporter_enabled": True, "nginx_exporter_port": 9113, "prometheus_port": 9090, "grafana_port": 3000,
+    "loki_http_port": 3100,
+}
+
+
+def fleet(**overrides):
+    """Two load balancers, two app hosts, one monitoring host; overrides: host -> variables."""
+    groups = {"all": ["lb1", "lb2", "app1", "app2", "mon1"], "ungrouped": [], "lb": ["lb1", "lb2"],
+              "app": ["app1", "app2"], "monitoring": ["mon1"]}
+    hostvars = {h: {"internal_address": f"192.0.2.{11 + i}"} for i, h in enumerate(groups["all"])}
+    for host, values in overrides.items():
+        hostvars[host].update(values)
+    return hostvars, groups
+
+
+def test_app_ports_counts_from_the_base_port():
+    assert app_ports(8000, 2) == [8000, 8001]
+    assert app_ports("9000", "1") == [9000]
+    assert app_ports(8000, 0) == []
+    with pytest.raises(ValueError, match="app_instances must not be negative"):
+        app_ports(8000, -1)
+
+
+def test_a_setting_is_the_inventorys_else_the_roles_default():
+    assert setting({"prometheus_port": 9091}, "prometheus_port", DEFAULTS) == 9091
+    assert setting({}, "prometheus_port", DEFAULTS) == 9090
+    with pytest.raises(KeyError, match="nothing_port is neither set in the inventory nor a default of a role"):
+        setting({}, "nothing_port", DEFAULTS)
+
+
+def test_the_defaults_are_the_roles_own():
+    """Read from roles/*/defaults/main.yml, the one place a default port is written."""
+    assert stack_filters.role_defaults() == role_defaults()
+    assert setting({}, "loki_http_port") == role_defaults()["loki_http_port"]
+
+
+def test_instances_and_upstreams_cover_every_app_host_in_inventory_order():
+    hostvars, groups = fleet(app2={"app_instances": 3, "app_base_port": 9000})
+    found = instances(hostvars, groups, DEFAULTS)
+    assert [(i["host"], i["port"]) for i in found] == [
+        ("app1", 8000), ("app1", 8001), ("app2", 9000), ("app2", 9001), ("app2", 9002)]
+    assert upstreams(hostvars, groups, DEFAULTS)[:3] == ["192.0.2.13:8000", "192.0.2.13:8001", "192.0.2.14:9000"]
+
+
+def test_an_ipv6_upstream_is_bracketed():
+    hostvars, groups = fleet(app1={"internal_address": "2001:db8::13"})
+    assert upstreams(hostvars, groups, DEFAULTS)[0] == "[2001:db8::13]:8000"
+
+
+def test_a_fleet_without_app_hosts_has_no_upstream():
+    hostvars, groups = fleet()
+    groups["app"] = []
+    assert upstreams(hostvars, groups, DEFAULTS) == []
+    del groups["app"]
+    assert instances(hostvars, groups, DEFAULTS) == []
+
+
+def test_floating_address_with_two_load_balancers_or_a_given_address():
+    hostvars, groups = fleet()
+    assert floating_address(hostvars["lb1"], groups)
+    groups["lb"] = ["lb1"]
+    assert not floating_address(hostvars["lb1"], groups)
+    assert floating_address({"keepalived_virtual_address": "192.0.2.10"}, groups)
+
+
+def names(table):
+    return [s["name"] for s in table]
+
+
+def test_services_of_each_kind_of_host():
+    hostvars, groups = fleet()
+    assert names(services(hostvars, groups, "app1", DEFAULTS)) == [
+        "node_exporter", "app instance 8000", "app instance 8001", "app pre-check"]
+    assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
+        "node_exporter", "nginx http", "vrrp", "nginx stub_status", "nginx exporter"]
+    assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "prometheus", "grafana", "loki"]
+    loki = services(hostvars, groups, "mon1", DEFAULTS)[-1]
+    assert loki == {"name": "loki", "port": 3100, "from": ["all", "admin"]}
+
+
+def test_services_follow_the_inventorys_switches():
+    hostvars, groups = fleet(lb1={"nginx_tls_certificate": "/etc/ssl/lb.pem", "nginx_exporter_enabled": False},
+                             mon1={"grafana_enabled": "false", "loki_enabled": False})
+    groups["lb"] = ["lb1"]
+    assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
+        "node_exporter", "nginx http", "nginx https", "nginx stub_status"]
+    assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "prometheus"]
+
+
+def test_port_clashes_name_every_service_of_the_port():
+    hostvars, groups = fleet(lb1={"nginx_exporter_port": 9100}, app1={"app_spare_port": 8001})
+    assert port_clashes(services(hostvars, groups, "lb1", DEFAULTS)) == ["9100 (node_exporter, nginx exporter)"]
+    assert port_clashes(services(hostvars, groups, "app1", DEFAULTS)) == ["8001 (app instance 8001, app pre-check)"]
+    assert port_clashes(services(hostvars, groups, "mon1", DEFAULTS)) == []
+    assert port_clashes([{"name": "a", "port": 1}, {"name": "b", "port": "1"}, {"name": "vrrp", "protocol": "vrrp"},
+                         {"name": "c", "port": 2}, {"name": "d", "port": 2}]) == ["1 (a, b)", "2 (c, d)"]
+
+
+def test_firewall_rules_turn_sources_into_addresses():
+    hostvars, groups = fleet()
+    table = services(hostvars, groups, "app1", DEFAULTS)
+    rules = firewall_rules(table, hostvars, groups, ["198.51.100.0/24"])
+    assert [r["name"] for r in rules] == ["node_exporter", "app instance 8000", "app instance 8001"]  # pre-check: loopback only
+    assert rules[1] == {"name": "app instance 8000", "protocol": "tcp", "port": 8000, "from_any": False,
+                        "sources": ["192.0.2.11", "192.0.2.12", "192.0.2.15"]}
+    mon = {r["name"]: r for r in firewall_rules(services(hostvars, groups, "mon1", DEFAULTS), hostvars, groups,
+                                                 ["198.51.100.0/24"])}
+    assert mon["prometheus"]["sources"] == ["198.51.100.0/24", "192.0.2.15"]
+    assert mon["grafana"]["sources"] == ["198.51.100.0/24"]
+    assert mon["loki"]["sources"] == [f"192.0.2.{n}" for n in range(11, 16)] + ["198.51.100.0/24"]
+    lb = {r["name"]: r for r in firewall_rules(services(hostvars, groups, "lb1", DEFAULTS), hostvars, groups)}
+    assert lb["nginx http"]["from_any"] and lb["nginx http"]["sources"] == []
+    assert lb["vrrp"] == {"name": "vrrp", "protocol": "vrrp", "port": 0, "from_any": False,
+                          "sources": ["192.0.2.11", "192.0.2.12"]}
+
+
+def test_a_service_nobody_may_reach_gets_no_rule_and_sources_are_unique():
+    hostvars, groups = fleet()
+    assert firewall_rules([{"name": "grafana", "port": 3000, "from": ["admin"]}], hostvars, groups, []) == []
+    both = firewall_rules([{"name": "x", "port": 1, "from": ["lb", "lb"]}], hostvars, groups)
+    assert both[0]["sources"] == ["192.0.2.11", "192.0.2.12"]
+
+
+def test_scrape_jobs_label_every_target():
+    hostvars, groups = fleet(lb2={"nginx_exporter_enabled": False}, app2={"app_instances": 1})
+    jobs = {j["job_name"]: j["targets"] for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)}
+    assert list(jobs) == ["node", "app", "nginx", "prometheus"]
+    assert [t["labels"]["host"] for t in jobs["node"]] == ["app1", "app2", "lb1", "lb2", "mon1"]
+    assert jobs["node"][0] == {"address": "192.0.2.13:9100",
+                               "labels": {"env": "lab", "group": "app", "host": "app1", "instance": "app1:9100"}}
+    assert [t["address"] for t in jobs["app"]] == ["192.0.2.13:8000", "192.0.2.13:8001", "192.0.2.14:8000"]
+    assert [t["labels"]["instance"] for t in jobs["nginx"]] == ["lb1:9113"]
+    assert jobs["prometheus"][0]["labels"] == {"env": "lab", "group": "monitoring", "host": "mon1", "instance": "mon1:9090"}
+
+
+def test_scrape_jobs_leave_out_jobs_without_targets():
+    hostvars, groups = fleet()
+    groups = {**groups, "lb": [], "all": ["app1", "app2", "mon1"]}
+    assert [j["job_name"] for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)] == ["node", "app", "prometheus"]
+
+
+def test_a_host_in_no_group_is_labelled_ungrouped():
+    hostvars, groups = fleet()
+    hostvars["extra"] = {"internal_address": "192.0.2.99"}
+    groups = {**groups, "all": [*groups["all"], "extra"], "ungrouped": ["extra"]}
+    node = next(j for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS) if j["job_name"] == "node")
+    assert [t["labels"]["group"] for t in node["targets"] if t["labels"]["host"] == "extra"] == ["ungrouped"]
+
+
+def test_loki_is_the_first_monitoring_host():
+    hostvars, groups = fleet(mon1={"loki_http_port": "3101"})
+    assert loki_endpoint(hostvars, groups, DEFAULTS) == {"host": "192.0.2.15", "port": 3101}
+    with pytest.raises(ValueError, match="no monitoring host"):
+        loki_endpoint(hostvars, {**groups, "monitoring": []}, DEFAULTS)
+
+
+def test_journald_units_only_on_app_hosts():
+    hostvars, groups = fleet(app1={"app_instances": 3})
+    assert journald_units(hostvars, groups, "app1", DEFAULTS) == [
+        "webapp@8000.service", "webapp@8001.service", "webapp@8002.service"]
+    assert journald_units(hostvars, groups, "lb1", DEFAULTS) == []
+
+
+def test_the_filters_are_registered_under_their_names():
+    registered = FilterModule().filters()
+    assert {"app_ports", "stack_setting", "stack_services", "stack_firewall_rules", "stack_port_clashes",
+            "stack_scrape_jobs", "stack_upstreams", "stack_loki_endpoint", "stack_journald_units",
+            "stack_addresses", "stack_instances", "stack_floating_address"} <= set(registered)
