@@ -411,3 +411,63 @@ def test_the_link_is_swapped_atomically(tmp_path):
 def test_a_link_needs_the_releases_folder(capsys):
     rc, res = run(webapp_instances, {"address": "127.0.0.1", "ports": [1], "link": "/x", "release": "r"}, capsys)
     assert rc == 1 and "releases_dir is required with link" in res["msg"]
+
+
+def test_the_lock_is_readable_by_root_only_and_records_when_it_was_taken(tmp_path, capsys):
+    path = tmp_path / "release.lock"
+    os.umask(0o022)
+    _, res = run(webapp_lock, {"path": str(path), "owner": owner("a")}, capsys)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "release.lock.guard").stat().st_mode & 0o777) == "0o600"
+    assert abs(res["holder"]["taken"] - time.time()) < 60
+    _, res = run(webapp_lock, {"path": str(path), "owner": owner("b"), "take_over": "a"}, capsys)
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and res["holder"]["run_id"] == "b"
+
+
+# --- webapp_run (the lookup that names a run) --------------------------------------------------
+
+sys.path.insert(0, str(ROOT / "roles" / "app" / "lookup_plugins"))
+import webapp_run  # noqa: E402
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["/venv/bin/python3", "/venv/bin/ansible-playbook", "-i", "inventories/lab", "playbooks/rollback.yml",
+      "-e", "bar_secret=s3cr3t", "--extra-vars", "release=x", "-l", "app1"],
+     "ansible-playbook playbooks/rollback.yml --limit app1"),
+    (["ansible-playbook", "site.yml", "--limit=lb", "--vault-password-file", "/root/pw.yml", "-e@secrets.yml"],
+     "ansible-playbook site.yml --limit lb"),
+    (["/usr/bin/python3", "-c", "print(1)"], ""),
+])
+def test_a_runs_command_shows_playbooks_and_limit_never_extra_vars(argv, shown):
+    assert webapp_run.command(argv) == shown
+
+
+def test_a_run_is_named_by_a_random_id_and_its_controller():
+    first, second = webapp_run.owner(), webapp_run.owner()
+    assert first["run_id"] != second["run_id"]
+    assert first["run_id"].startswith(first["controller"] + ":") and first["machine"] == webapp_run.machine_id()
+    assert {"user", "pid", "ticks", "epoch", "started", "command"} <= set(first)
+
+
+def test_a_live_run_of_this_controller_is_never_abandoned_however_old():
+    me = webapp_run.owner()
+    me["pid"], me["ticks"] = os.getpid(), webapp_run._proc(os.getpid())[0]
+    me["taken"] = me["epoch"] = 0  # as old as can be
+    assert not webapp_run.abandoned(me, 3600)
+
+
+def test_a_dead_run_of_this_controller_is_abandoned_at_once():
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    holder = {**webapp_run.owner(), "pid": dead.pid, "taken": time.time()}
+    assert webapp_run.abandoned(holder, 3600)
+    reused = {**webapp_run.owner(), "pid": os.getpid(), "ticks": "1", "taken": time.time()}  # another process now
+    assert webapp_run.abandoned(reused, 3600)
+
+
+def test_a_run_of_another_controller_is_abandoned_only_after_its_lock_is_old():
+    other = {"run_id": "ctl2:abc", "controller": "ctl2", "machine": "m2", "pid": 1, "ticks": "5", "epoch": 0.0,
+             "taken": 1000.0}
+    assert not webapp_run.abandoned(other, 3600, here="m1", now=1000.0 + 3599)
+    assert webapp_run.abandoned(other, 3600, here="m1", now=1000.0 + 3601)
+    assert not webapp_run.abandoned({}, 0)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -398,3 +399,23 @@ def test_deploy_killed_between_copy_and_swap_leaves_a_complete_release_then_reru
     assert_ok(rerun)
     fleet_serves(STATE["r7"])
     assert all(infra(h).file(f"{BASE}/releases/{STATE['r7']}/.complete").exists for h in hosts("app"))
+
+
+def test_a_deploy_that_waited_behind_a_rollback_keeps_the_fleet_where_the_rollback_put_it():
+    """Lock first, then read: a deploy that waits for a rollback's lock (app_lock_wait) reads the
+    marks that rollback wrote, so it does not deploy again the release the rollback just left."""
+    rollback, _ = run_until(["playbooks/rollback.yml"], lambda line: "TASK [app : Choose one release for every app host]" in line)
+    done: dict[str, str] = {}
+    reader = threading.Thread(target=lambda: done.update(out=rollback.communicate(timeout=900)[0]))
+    reader.start()  # reads the rollback's output while the deploy waits, so its pipe never fills
+    try:
+        deploy = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r7_artifact']}", "-e", "app_lock_wait=600")
+    finally:
+        reader.join(timeout=900)
+    assert rollback.returncode == 0, done.get("out", "")[-3000:]
+    assert_ok(deploy)
+    said = " ".join(deploy.stdout.split())
+    assert "TASK [app : Take the release lock]" in deploy.stdout
+    assert f"release {STATE['r7']} was rolled back by" in said, deploy.stdout[-3000:]
+    fleet_serves(STATE["r5"])
+    assert all(current(h) == STATE["r5"] for h in hosts("app"))

@@ -7,8 +7,9 @@ DOCUMENTATION = r"""
 module: webapp_lock
 short_description: Take, take over or give back the host's release lock
 description:
-  - The lock is a JSON file (owner, command, start time, run id) created atomically
-    (O_EXCL). Every read-modify-write happens under an exclusive flock of a guard file.
+  - The lock is a JSON file (owner, command, start time, run id, when it was taken) created
+    atomically (O_EXCL), readable by root only (mode 0600). Every read-modify-write happens
+    under an exclusive flock of a guard file.
   - C(state=present) takes the lock, waiting up to I(wait) seconds for another holder to
     give it back; when another run holds it, returns C(acquired=false) and the holder.
     With I(take_over) set to the holder's run id (the caller found that run dead), the
@@ -46,27 +47,29 @@ def _read(path: str) -> dict:
     return data if isinstance(data, dict) else {"run_id": "<unreadable>"}
 
 
-def _write_new(path: str, owner: dict) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def _dump(fd: int, owner: dict) -> None:
+    os.fchmod(fd, 0o600)  # whatever the umask: the record names who runs what
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(owner, handle)
+        json.dump({**owner, "taken": round(time.time(), 3)}, handle)
         handle.write("\n")
+
+
+def _write_new(path: str, owner: dict) -> None:
+    _dump(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), owner)
 
 
 def _replace(path: str, owner: dict) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(owner, handle)
-        handle.write("\n")
+    _dump(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), owner)
     os.replace(tmp, path)
 
 
 def attempt(path: str, state: str, owner: dict, take_over: str) -> tuple[bool, bool, dict]:
     """(changed, acquired, holder) after one try under the guard lock."""
-    with open(f"{path}.guard", "a", encoding="utf-8") as guard:
+    with os.fdopen(os.open(f"{path}.guard", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         holder = _read(path)
-        mine = holder.get("run_id") == owner["run_id"]
+        mine = bool(holder) and holder.get("run_id") == owner["run_id"]
         if state == "absent":
             if mine:
                 os.unlink(path)
@@ -76,10 +79,10 @@ def attempt(path: str, state: str, owner: dict, take_over: str) -> tuple[bool, b
             return False, True, holder
         if not holder:
             _write_new(path, owner)
-            return True, True, owner
+            return True, True, _read(path)
         if take_over and holder.get("run_id") == take_over:
             _replace(path, {**owner, "took_over_from": holder})
-            return True, True, owner
+            return True, True, _read(path)
         return False, False, holder
 
 
