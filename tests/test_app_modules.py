@@ -208,7 +208,7 @@ class Instance(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
-        self.release, self.broken = "", False
+        self.release, self.broken, self.crashed = "", False, False
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(handler) -> None:  # noqa: N805
@@ -311,7 +311,7 @@ def host(tmp_path, monkeypatch):
     """Two instances and two releases (good, broken), with a stand-in for systemctl and journalctl:
     a restart makes the instance serve what `current` points at (500 for the broken release)."""
     releases = tmp_path / "releases"
-    for name in ("good", "broken", "next"):
+    for name in ("good", "broken", "next", "crash"):
         (releases / name).mkdir(parents=True)
     link = tmp_path / "current"
     os.symlink(str(releases / "good"), link)
@@ -325,14 +325,18 @@ def host(tmp_path, monkeypatch):
         calls.append(list(cmd))
         out = ""
         if cmd[:2] == ["systemctl", "show"]:
-            out = f"ActiveState=active\nExecMainStartTimestampMonotonic={int(started['mono'] * 1e6)}\n" \
+            port = int(cmd[2].split("@")[1].split(".")[0])
+            state = "ActiveState=activating\nSubState=auto-restart" if instances[port].crashed and cmd[2].endswith(
+                ".service") else "ActiveState=active\nSubState=running"
+            out = f"{state}\nExecMainStartTimestampMonotonic={int(started['mono'] * 1e6)}\n" \
                   f"ActiveEnterTimestampMonotonic={int(started['mono'] * 1e6)}\n"
         elif cmd[:2] == ["systemctl", "is-enabled"]:
             out = "enabled\n"
         elif cmd[:2] == ["systemctl", "restart"] and cmd[2].endswith(".service"):
             port = int(cmd[2].split("@")[1].split(".")[0])
             release = os.path.basename(os.readlink(link))
-            instances[port].release, instances[port].broken = release, release == "broken"
+            instances[port].release, instances[port].broken = release, release in ("broken", "crash")
+            instances[port].crashed = release == "crash"
             started["mono"] = time.monotonic()
         elif cmd[0] == "journalctl":
             out = "Traceback: the release crashed at start\n"
@@ -379,6 +383,33 @@ def test_a_release_that_fails_is_marked_and_every_instance_goes_back(host, capsy
     # the second instance never served the broken release: it restarts only once current is back
     # (it started before the link changed), after the first came back
     assert restarts(host["calls"]) == [f"webapp@{p}.service" for p in (first, first, second)]
+
+
+def test_a_release_that_crashes_at_start_is_given_up_on_at_once(host, capsys):
+    """Its process exits (systemd's auto-restart): no waiting out the whole health wait."""
+    start = time.monotonic()
+    rc, res = run(webapp_instances, {**host["args"], "release": "crash", "fallback": "good", "wait": 30}, capsys)
+    assert rc == 1 and time.monotonic() - start < 10
+    assert "service exited (systemd would start it again)" in res["msg"]
+    assert "current is back at good" in res["msg"]
+    assert {(i.release, i.crashed) for i in host["instances"].values()} == {("good", False)}
+
+
+def test_an_exit_after_the_restart_counts_as_a_crash(host, capsys, monkeypatch):
+    """Seen by the exit time systemd records, however briefly systemd shows the unit down."""
+    stand_in = webapp_instances.subprocess.run
+
+    def exited_later(cmd, **kwargs):
+        proc = stand_in(cmd, **kwargs)
+        if cmd[:2] == ["systemctl", "show"] and os.path.basename(os.readlink(host["link"])) == "crash":
+            proc.stdout = proc.stdout.replace("SubState=auto-restart", "SubState=running").replace(
+                "ActiveState=activating", "ActiveState=active") + f"ExecMainExitTimestampMonotonic={int(time.monotonic() * 1e6)}\n"
+        return proc
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", exited_later)
+    start = time.monotonic()
+    rc, res = run(webapp_instances, {**host["args"], "release": "crash", "fallback": "good", "wait": 30}, capsys)
+    assert rc == 1 and time.monotonic() - start < 10 and "service exited" in res["msg"]
 
 
 def test_a_release_that_fails_with_nothing_to_go_back_to_says_so(host, capsys):

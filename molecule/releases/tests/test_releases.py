@@ -138,6 +138,23 @@ def broken_artifact(tmp_path_factory) -> str:
     return release["artifact"]
 
 
+@pytest.fixture(scope="module")
+def crashing_artifact(tmp_path_factory) -> str:
+    """A release whose webapp-serve exits at start: the app's sources copied and patched, built
+    without its tests."""
+    src = tmp_path_factory.mktemp("crashing")
+    shutil.copytree(PROJECT / "app", src / "app", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copy(PROJECT / "requirements.txt", src / "requirements.txt")
+    module = src / "app" / "src" / "webapp" / "serve.py"
+    start = '    """Load the Config, log JSON to stdout, serve until SIGTERM or SIGINT (exit 0)."""\n'
+    text = module.read_text()
+    assert start in text, "webapp-serve's main changed: update this patch"
+    module.write_text(text.replace(start, start + '    raise SystemExit("this release exits at start")\n'))
+    release = build("--no-tests", project=src, out=src / "out")
+    STATE["crashing"] = release["release_id"]
+    return release["artifact"]
+
+
 def test_every_instance_runs_the_converged_release():
     found = releases_of_instances()
     assert len(set(found.values())) == 1, found
@@ -214,6 +231,24 @@ def test_unhealthy_release_is_rolled_back_automatically(broken_artifact, infra):
     assert all(current(h) == STATE["r2"] for h in hosts("app"))
     assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists for h in rest), \
         "hosts after the failing one never tried the release"
+
+
+def test_a_release_that_crashes_at_start_goes_back_failing_no_request(crashing_artifact, infra):
+    """Pre-check off, the release exits at start: the start limit never blocks the way back
+    (reset-failed before each restart), the play fails naming the release, and every instance
+    serves the release before; no request through the floating address fails."""
+    proc, load = under_load("playbooks/deploy.yml", "-e", f"webapp_artifact={crashing_artifact}",
+                            "-e", "app_allow_untested=true", "-e", "app_precheck=false")
+    assert proc.returncode != 0, "the play must fail"
+    first = hosts("app")[0]
+    assert f"Release {STATE['crashing']} failed on {first}; current is back at {STATE['r2']}" in proc.stdout
+    assert "service exited" in proc.stdout
+    fleet_serves(STATE["r2"])
+    assert all(current(h) == STATE["r2"] for h in hosts("app"))
+    assert_no_failed_request(load)
+    for host in hosts("app"):  # as it was before this test: the releases after it count on it
+        assert infra(host).run(f"rm -rf {BASE}/releases/{STATE['crashing']} "
+                               f"{BASE}/artifacts/webapp-{STATE['crashing']}.tar.gz").rc == 0
 
 
 def test_rollback_returns_every_instance_to_release_1_failing_no_request():

@@ -142,14 +142,15 @@ def observe(p: dict) -> list[dict]:
     for port in p["ports"]:
         service = f"{p['unit']}@{port}.service"
         socket_unit = f"{p['unit']}@{port}.socket"
+        status, release, error = _health(f"http://{host}:{port}/health", p["timeout"])
         if p["check_units"]:
-            svc = _show(service, ["ActiveState", "ExecMainStartTimestampMonotonic"])
+            svc = _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
+                                  "ExecMainExitTimestampMonotonic"])
             sock = _show(socket_unit, ["ActiveState", "ActiveEnterTimestampMonotonic"])
         else:
             svc = sock = {"ActiveState": "active"}
         started = _started(svc, "ExecMainStartTimestampMonotonic")
         sock_started = _started(sock, "ActiveEnterTimestampMonotonic")
-        status, release, error = _health(f"http://{host}:{port}/health", p["timeout"])
         reasons = []
         socket_stale = sock.get("ActiveState") != "active" or (
             sock_watched and (sock_started is None or sock_started < sock_watched))
@@ -157,7 +158,13 @@ def observe(p: dict) -> list[dict]:
             reasons.append(f"socket {sock.get('ActiveState', 'unknown')}")
         elif socket_stale:
             reasons.append(f"socket older than {sock_path}")
-        if svc.get("ActiveState") != "active":
+        # Its process exited since the restart that `since` names (or systemd shows it down): crashed.
+        exited = int(svc.get("ExecMainExitTimestampMonotonic") or 0) / 1e6
+        crashed = svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
+            p.get("since") and exited > p["since"])
+        if crashed:
+            reasons.append("service exited (systemd would start it again)")
+        elif svc.get("ActiveState") != "active":
             reasons.append(f"service {svc.get('ActiveState', 'unknown')}")
         elif watched and (started is None or started < watched):
             reasons.append(f"started before {watched_path} changed")
@@ -166,7 +173,7 @@ def observe(p: dict) -> list[dict]:
         elif p["release"] and release != p["release"]:
             reasons.append(f"serves {release or 'no release'}, not {p['release']}")
         found.append({"port": port, "service": svc.get("ActiveState", ""), "socket": sock.get("ActiveState", ""),
-                      "socket_stale": bool(socket_stale), "status": status, "release": release,
+                      "socket_stale": bool(socket_stale), "crashed": crashed, "status": status, "release": release,
                       "stale": bool(reasons), "reasons": reasons})
     return found
 
@@ -189,14 +196,20 @@ def units(p: dict) -> tuple[list[str], list[str]]:
     return disabled, extra
 
 
-def wait(p: dict, ports: list[int]) -> tuple[list[dict], list[int]]:
-    """Observe ports until each answers as wanted or p['wait'] seconds passed."""
+def wait(p: dict, ports: list[int], crash_ends: bool = False) -> tuple[list[dict], list[int]]:
+    """Observe ports until each answers as wanted or p['wait'] seconds passed; with crash_ends (an
+    instance just restarted), an instance whose process exited ends the wait at once: a release
+    that crashes at start is given up on in a second, not after the whole wait, while the
+    connections that reached its socket wait in the backlog for the release that comes back."""
     q = {**p, "ports": ports}
+    if crash_ends:  # short probes: one that waits on a crashed process's backlog must not hide the crash
+        q["timeout"] = min(p["timeout"], 0.5)
     deadline = time.monotonic() + p["wait"]
     while True:
         found = observe(q)
         stale = [i["port"] for i in found if i["stale"]]
-        if not stale or not p["wait"] or time.monotonic() >= deadline:
+        crashed = crash_ends and any(i["crashed"] for i in found)
+        if not stale or crashed or not p["wait"] or time.monotonic() >= deadline:
             return found, stale
         time.sleep(p["interval"])
 
@@ -223,7 +236,8 @@ def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> t
         _systemctl(module, "stop", service)
         _systemctl(module, "restart", socket_unit)
     _systemctl(module, "restart", service)
-    return wait(p, [port])
+    # After the restart returned: the old process's exit is older than this, a crash of the new one newer.
+    return wait({**p, "since": time.monotonic()}, [port], crash_ends=True)
 
 
 class Failed(Exception):
