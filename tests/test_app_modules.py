@@ -502,3 +502,38 @@ def test_a_run_of_another_controller_is_abandoned_only_after_its_lock_is_old():
     assert not webapp_run.abandoned(other, 3600, here="m1", now=1000.0 + 3599)
     assert webapp_run.abandoned(other, 3600, here="m1", now=1000.0 + 3601)
     assert not webapp_run.abandoned({}, 0)
+
+
+# --- webapp_env_value (the environment file's quoting) ---------------------------------------
+
+sys.path.insert(0, str(ROOT / "roles" / "app" / "filter_plugins"))
+from webapp_rollback import webapp_env_value  # noqa: E402
+
+
+def unquote_as_systemd(value: str) -> str:
+    """systemd's reading of a double-quoted environment-file value (env-file.c: a backslash before
+    one of " \\ ` $ gives that character, elsewhere it stays)."""
+    assert value[0] == value[-1] == '"'
+    out, chars = [], iter(value[1:-1])
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars)
+            out.append(nxt if nxt in '"\\`$' else "\\" + nxt)
+        else:
+            assert c not in '"', value
+            out.append(c)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("message", ["Hello, DevOps!", "Grüße aus Köln — ✓", 'say "hi"', "100% $HOME ${X} `id`",
+                                     "back\\slash \\n not a newline", "", "'single'"])
+def test_environment_values_arrive_byte_for_byte(message):
+    quoted = webapp_env_value(message)
+    assert unquote_as_systemd(quoted) == message
+    assert "\\u" not in quoted or "\\u" in message  # UTF-8 as it is, never JSON's escapes
+
+
+@pytest.mark.parametrize("message", ["two\nlines", "cr\r", "nul\0"])
+def test_an_environment_value_of_more_than_one_line_is_refused(message):
+    with pytest.raises(ValueError, match="cannot hold a newline"):
+        webapp_env_value(message)

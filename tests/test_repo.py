@@ -334,3 +334,9 @@ def test_the_readme_is_a_front_door_and_its_links_resolve():
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to {target}, which is missing"
     linked = set(re.findall(r"\]\(docs/([^)#]+)", readme.read_text()))
     assert linked == {p.name for p in pages[1:]}, "every docs/ page is linked from README.md"
+
+
+def test_a_message_of_two_lines_fails_the_app_preflight_naming_it(tmp_path):
+    proc = run_role(tmp_path, "app", {"app_message": "one\ntwo"}, "--check", "--tags", "app_preflight")
+    assert proc.returncode != 0
+    assert "app_message must be one line" in proc.stdout, proc.stdout[-3000:]

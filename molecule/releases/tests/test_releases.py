@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, get_from, hosts, playbook, recap,
+from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, get, get_from, hosts, playbook, recap,
                       testinfra_host as on_host)
 
 sys.path.insert(0, str(PROJECT / "bench"))
@@ -365,6 +365,28 @@ def test_an_interrupted_environment_change_is_finished_by_a_rerun():
         assert get_from(host, f"http://{address(host)}:{port}/").body == message, f"{host}:{port}"
     back = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}")
     assert_ok(back)
+
+
+def test_the_message_arrives_byte_for_byte_through_the_floating_address():
+    """Non-ASCII text, quotes, %, $, a backtick and a backslash, as the inventory writes them."""
+    message = 'Grüße aus Köln — ✓ "quoted" 100% $HOME `id` back\\slash'
+    proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}",
+                    "-e", json.dumps({"app_message": message}))
+    assert_ok(proc)
+    try:
+        for _ in range(10):
+            answer = get(client_url())
+            assert answer.status == 200 and answer.body == message, answer
+    finally:
+        assert_ok(playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}"))
+
+
+def test_a_message_of_two_lines_is_refused_before_any_change():
+    proc = playbook("playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}",
+                    "-e", json.dumps({"app_message": "one\ntwo"}))
+    assert proc.returncode != 0
+    assert "app_message must be one line" in proc.stdout, proc.stdout[-3000:]
+    assert all(c["changed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock():
