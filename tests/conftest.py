@@ -3,7 +3,6 @@ so they never clash with app/tests/conftest.py in one pytest run)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ BIN = Path(sys.executable).parent  # the virtual environment's commands (ansible
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 # The plays' own filters (app_ports: the one definition of an app host's ports), for the tests.
 sys.path.insert(0, str(ROOT / "playbooks" / "filter_plugins"))
+import stack_filters  # noqa: E402
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
 
 
@@ -25,13 +25,8 @@ def load_yaml(path: Path):
     return yaml.safe_load(path.read_text()) or {}
 
 
-@functools.cache
-def role_defaults() -> dict[str, object]:
-    """Every variable of every role's defaults/main.yml."""
-    found: dict[str, object] = {}
-    for role in ROLES:
-        found.update(load_yaml(role / "defaults" / "main.yml"))
-    return found
+# Every variable of every role's defaults/main.yml: the plays' own reader (stack_filters).
+role_defaults = stack_filters.role_defaults
 
 
 def inventory(env: str) -> dict:

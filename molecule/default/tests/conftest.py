@@ -37,9 +37,6 @@ sys.path.insert(0, str(PROJECT / "playbooks" / "filter_plugins"))
 import stack_filters  # noqa: E402
 
 
-# The roles whose defaults the tests fall back on, as the roles themselves do.
-ROLES = ("app", "nginx", "node_exporter", "prometheus", "grafana", "loki", "fluent_bit", "firewall")
-
 # The variables the tests read, templated by Ansible itself (testinfra's own inventory
 # reader does not template, and the lab inventory computes addresses from LAB_NET).
 # A role variable the inventory does not set is null here and its role's default below.
@@ -47,6 +44,7 @@ _ROLE_VARS = (
     "app_base_port", "app_instances", "app_message", "nginx_listen_port", "nginx_tls_port", "nginx_tls_certificate",
     "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
+    "nginx_client_header_timeout",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
@@ -62,13 +60,8 @@ _VARS = (
 )
 
 
-@functools.cache
-def role_defaults() -> dict[str, object]:
-    """Every variable of the roles' defaults/main.yml, as the roles would use them."""
-    found: dict[str, object] = {}
-    for role in ROLES:
-        found.update(yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text()) or {})
-    return found
+# The roles' defaults, as the roles use them: read by the plays' own filters (one reader).
+role_defaults = stack_filters.role_defaults
 
 
 @functools.cache

@@ -4,11 +4,14 @@ logs (a client cannot choose it), and the sandboxes of the package units we do n
 from __future__ import annotations
 
 import json
+import re
+import selectors
+import socket
 import time
 import uuid
 
 import pytest
-from conftest import exposure, get, hosts, journal, lb_url
+from conftest import address, exposure, get, hosts, hostvars, journal, lb_port, lb_url
 
 LBS = hosts("lb")
 APP = hosts("app")
@@ -107,3 +110,70 @@ def test_sandboxed_unit_still_runs(infra, name, unit):
     host = infra(name)
     skip_unless_deployed(host, name, unit)
     assert host.service(unit.removesuffix(".service")).is_running, journal(host, unit)
+
+
+def seconds(duration: str) -> float:
+    """An Nginx duration of the inventory (10s, 500ms, 1m) in seconds."""
+    value, unit = re.fullmatch(r"([0-9]+)(ms|s|m)?", duration).groups()
+    return int(value) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+SLOW_CLIENTS = 300  # bounded: this many sockets, to one lab load balancer, for at most 40 s
+
+
+def test_slow_clients_are_closed_while_a_normal_client_is_answered():
+    """Clients whose headers never end are each closed within 30 s (at client_header_timeout),
+    while a normal client is answered every time meanwhile."""
+    name = LBS[0]
+    timeout = seconds(hostvars(name)["nginx_client_header_timeout"])
+    assert timeout <= 30, "the inventory lets a slow client hold a connection longer than 30 s"
+    sel = selectors.DefaultSelector()
+    opened: dict[socket.socket, float] = {}
+    for _ in range(SLOW_CLIENTS):
+        sock = socket.create_connection((address(name), lb_port(name)), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: slow.example\r\nX-Slow: ")  # never ends its headers
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+        opened[sock] = time.monotonic()
+    closed_after: list[float] = []
+    answers: list[int] = []
+    deadline = time.monotonic() + 40
+    next_normal = time.monotonic()
+    try:
+        while opened and time.monotonic() < deadline:
+            if time.monotonic() >= next_normal:
+                answers.append(get(lb_url(name)).status)
+                next_normal = time.monotonic() + 1
+            for key, _ in sel.select(timeout=0.2):
+                sock = key.fileobj
+                try:
+                    data = sock.recv(4096)
+                except (ConnectionResetError, BlockingIOError):
+                    data = b""
+                if not data:
+                    closed_after.append(time.monotonic() - opened.pop(sock))
+                    sel.unregister(sock)
+                    sock.close()
+    finally:
+        for sock in opened:
+            sock.close()
+    assert not opened, f"{len(opened)} of {SLOW_CLIENTS} slow clients still open after 40 s"
+    assert max(closed_after) <= 30, max(closed_after)
+    assert min(closed_after) >= timeout - 1, "closed before the header timeout: not the timeout's doing"
+    assert answers and set(answers) == {200}, answers
+
+
+@pytest.mark.parametrize("request_id", ['forged" "status":200', "x" * 200, "id with spaces"], ids=["quotes", "long", "spaces"])
+def test_a_request_id_that_is_not_a_plain_token_is_replaced(infra, request_id):
+    """What a client writes in X-Request-ID reaches the logs only when it is a plain token of at most 128."""
+    name = LBS[0]
+    marker = f"edge-{uuid.uuid4().hex}"
+    assert get(lb_url(name, f"/?{marker}"), headers={"X-Request-ID": request_id}).status == 200
+    deadline = time.monotonic() + 15
+    lines: list[dict] = []
+    while not lines and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in infra(name).file("/var/log/nginx/access.log").content_string.splitlines()
+                 if marker in line]
+        time.sleep(0.5)
+    assert len(lines) == 1, lines
+    assert lines[0]["request_id"] != request_id and re.fullmatch(r"[0-9a-f]{32}", lines[0]["request_id"]), lines[0]
