@@ -77,6 +77,11 @@ def _switch(host_vars: Mapping[str, Any], name: str) -> bool:
     return _truthy(host_vars.get(name, True))
 
 
+def host_ports(host_vars: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> list[int]:
+    """An app host's instance ports, from its app_base_port and app_instances (or their defaults)."""
+    return app_ports(setting(host_vars, "app_base_port", defaults), setting(host_vars, "app_instances", defaults))
+
+
 def instances(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
               defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every app instance of the fleet: host, internal address and port, in inventory order.
@@ -86,7 +91,7 @@ def instances(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Se
     found = []
     for host in _members(groups, "app"):
         hv = hostvars[host]
-        for port in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults)):
+        for port in host_ports(hv, defaults):
             found.append({"host": host, "address": str(hv["internal_address"]), "port": port})
     return found
 
@@ -119,7 +124,7 @@ def services(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seq
 
     found: list[dict[str, Any]] = [{"name": "node_exporter", "port": port("node_exporter_port"), "from": ["monitoring"]}]
     if host in _members(groups, "app"):
-        for p in app_ports(port("app_base_port"), port("app_instances")):
+        for p in host_ports(hv, defaults):
             found.append({"name": f"app instance {p}", "port": p, "from": ["lb", "monitoring"]})
         found.append({"name": "app pre-check", "port": port("app_spare_port"), "from": []})
     if host in _members(groups, "lb"):
@@ -163,7 +168,7 @@ def firewall_rules(table: Iterable[Mapping[str, Any]], hostvars: Mapping[str, Ma
             if source == ADMIN:
                 sources += [str(a) for a in admin_networks or []]
             elif source != ANY:
-                sources += [str(hostvars[h]["internal_address"]) for h in _members(groups, source)]
+                sources += addresses(hostvars, groups, source)
         from_any = ANY in service["from"]
         if from_any or sources:
             rules.append({"name": service["name"], "protocol": service.get("protocol", "tcp"),
@@ -192,7 +197,7 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
         hv = hostvars[host]
         target("node", host, setting(hv, "node_exporter_port", defaults))
         if host in _members(groups, "app"):
-            for p in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults)):
+            for p in host_ports(hv, defaults):
                 target("app", host, p, "app")
         if host in _members(groups, "lb") and _truthy(setting(hv, "nginx_exporter_enabled", defaults)):
             target("nginx", host, setting(hv, "nginx_exporter_port", defaults), "lb")
@@ -216,9 +221,7 @@ def journald_units(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[st
     """The app instances' units of a host, whose journal Fluent Bit ships (none off the app hosts)."""
     if host not in _members(groups, "app"):
         return []
-    hv = hostvars[host]
-    return [f"webapp@{p}.service"
-            for p in app_ports(setting(hv, "app_base_port", defaults), setting(hv, "app_instances", defaults))]
+    return [f"webapp@{p}.service" for p in host_ports(hostvars[host], defaults)]
 
 
 def addresses(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], group: str) -> list[str]:

@@ -125,8 +125,8 @@ def _health(url: str, timeout: float) -> tuple[int, str, str]:
     except (OSError, ValueError, http.client.HTTPException) as err:
         # refused, reset, timed out (OSError); a cut body (IncompleteRead), a malformed status line or
         # too many headers (HTTPException); an answer that is not text (ValueError).
-        reason = getattr(err, "reason", None) or err
-        return 0, "", f"{type(err).__name__}: {reason}" if not str(reason).startswith(type(err).__name__) else str(reason)
+        cause = err.reason if isinstance(getattr(err, "reason", None), BaseException) else err  # URLError wraps it
+        return 0, "", f"{type(cause).__name__}: {cause}"
     try:
         release = str(json.loads(body).get("release", ""))
     except (ValueError, AttributeError):
@@ -214,10 +214,9 @@ def wait(p: dict, ports: list[int], crash_ends: bool = False) -> tuple[list[dict
         time.sleep(p["interval"])
 
 
-def fail_stale(module: AnsibleModule, p: dict, found: list[dict], stale: list[int]) -> None:
+def stale_message(p: dict, found: list[dict]) -> str:
     detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
-    module.fail_json(msg=f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})",
-                     changed=p["converge"], instances=found, stale=stale)
+    return f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})"
 
 
 def journal(p: dict, port: int) -> str:
@@ -278,9 +277,7 @@ def settle(module: AnsibleModule, p: dict) -> dict:
                          f"{p['wait']} s ({reasons}). Its journal:\n{journal(p, port)}", {**result, "instances": seen})
     found, still = wait(p, p["ports"])
     if still:
-        detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
-        raise Failed(f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})",
-                     {**result, "instances": found, "stale": still})
+        raise Failed(stale_message(p, found), {**result, "instances": found, "stale": still})
     return {**result, "instances": found}
 
 
@@ -293,24 +290,24 @@ def converge(module: AnsibleModule, p: dict) -> None:
     try:
         result = settle(module, p)
     except Failed as failure:
-        changed = True
-        back = p["fallback"] and p["fallback"] != p["release"] and p["link"]
-        if not back:
-            module.fail_json(msg=f"Release {p['release']} failed on {p['host']}; there was no other release to go back "
-                                 f"to. Hosts not yet reached keep their release.\n{failure.msg}", changed=changed, switched=switched, disabled=disabled,
-                             extra=extra, **failure.result)
+
+        def fail(msg: str, went_back: bool, seen: dict) -> None:
+            module.fail_json(msg=f"Release {p['release']} failed on {p['host']}{msg}", changed=True,
+                             switched=switched or went_back, disabled=disabled, extra=extra, **seen)
+
+        if not (p["fallback"] and p["fallback"] != p["release"] and p["link"]):
+            fail(f"; there was no other release to go back to. Hosts not yet reached keep their release.\n{failure.msg}",
+                 False, failure.result)
         with open(os.path.join(target_dir, p["failed_marker"]), "w", encoding="utf-8") as marker:
             marker.write(f"health check failed after the switch from {p['fallback']}\n")
         point(p["link"], os.path.join(p["releases_dir"], p["fallback"]), False)
         try:
             settle(module, {**p, "release": p["fallback"]})
         except Failed as again:
-            module.fail_json(msg=f"Release {p['release']} failed on {p['host']}, and going back to {p['fallback']} failed too: "
-                                 f"{again.msg}\nThe first failure: {failure.msg}", changed=changed, switched=True,
-                             disabled=disabled, extra=extra, **again.result)
-        module.fail_json(msg=f"Release {p['release']} failed on {p['host']}; current is back at {p['fallback']} and every "
-                             f"instance answers with it. Hosts not yet reached keep their release.\n{failure.msg}", changed=changed, switched=True,
-                         disabled=disabled, extra=extra, **failure.result)
+            fail(f", and going back to {p['fallback']} failed too: {again.msg}\nThe first failure: {failure.msg}",
+                 True, again.result)
+        fail(f"; current is back at {p['fallback']} and every instance answers with it. Hosts not yet reached keep "
+             f"their release.\n{failure.msg}", True, failure.result)
     marker = os.path.join(target_dir, p["failed_marker"]) if target_dir else ""
     cleared = bool(marker) and os.path.lexists(marker)
     if cleared and not module.check_mode:
@@ -351,7 +348,7 @@ def main() -> None:
         converge(module, p)
     found, stale = wait(p, p["ports"])
     if p["wait"] and stale:
-        fail_stale(module, p, found, stale)
+        module.fail_json(msg=stale_message(p, found), changed=False, instances=found, stale=stale)
     module.exit_json(changed=False, instances=found, stale=stale)
 
 
