@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Build the app's release artifact once, on the controller.
 
-The artifact is a tarball of the app wheel and every dependency wheel (pinned by the
-project's requirements.txt), plus a manifest; hosts install from it with no package
-index. A build is keyed by a hash of its sources: building the same sources again
+The artifact is a tarball of the app wheel and every dependency wheel (each the version
+and one of the hashes of app/requirements.txt, the app's lock: pip refuses any other wheel),
+plus a manifest; hosts install from it with no package index. A build is keyed by a hash of its sources: building the same sources again
 reuses the existing release, so a re-run of the deploy changes nothing.
 
 Prints one JSON object on stdout: release_id, artifact, artifact_sha256, version,
@@ -25,10 +25,11 @@ import sys
 import tarfile
 import tempfile
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 INDEX = "index.json"
+# The app's runtime lock (pip-compile --generate-hashes, `./stack lock`), in the app's folder.
+LOCK = Path("app") / "requirements.txt"
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -48,8 +49,7 @@ def source_files(project: Path) -> list[Path]:
         names = [project / n for n in listed.splitlines()]
     else:
         names = [p for p in (project / "app").rglob("*") if "__pycache__" not in p.parts]
-    files = [p for p in names if p.is_file()]
-    return sorted(files + [project / "requirements.txt"])
+    return sorted(p for p in names if p.is_file())
 
 
 def source_hash(project: Path) -> str:
@@ -155,6 +155,19 @@ def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
             running.close()
 
 
+def locked_wheels(lock: Path, wheels: Path, pip_args: tuple[str, ...] = ()) -> None:
+    """Fetch every wheel `lock` pins into `wheels`, in pip's hash-checking mode: a wheel whose
+    hash is none of the lock's (or a requirement without a hash) stops the build, naming it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--require-hashes", "--no-deps", "--only-binary=:all:",
+         "--wheel-dir", str(wheels), "--requirement", str(lock), *pip_args],
+        stdout=sys.stderr, stderr=subprocess.PIPE, text=True, check=False,
+    )
+    if done.returncode != 0:
+        errors = "\n".join(line for line in done.stderr.splitlines() if "is ignored: it is neither" not in line)
+        raise SystemExit(f"the wheels of {lock} do not match the lock (pip's hash-checking mode):\n{errors}")
+
+
 def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | None) -> dict[str, object]:
     now = datetime.now(timezone.utc)
     revision = git(project, "rev-parse", "--short=8", "HEAD") or "nogit"
@@ -163,12 +176,13 @@ def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | No
         stage = Path(tmp) / release_id
         wheels = stage / "wheels"
         wheels.mkdir(parents=True)
-        # pip's own wheel goes along (the build's pip version): the hosts install the release
-        # with it into a venv made without pip, which is much faster than ensurepip.
+        # Every dependency wheel, pip's own among them (the hosts install the release with it
+        # into a venv made without pip, much faster than ensurepip), exactly as locked.
+        locked_wheels(project / LOCK, wheels)
+        # The app's own wheel, built from these sources with the build's (locked) setuptools.
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
-             "--constraint", str(project / "requirements.txt"), str(project / "app"),
-             f"pip=={metadata.version('pip')}"],
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+             "--wheel-dir", str(wheels), str(project / "app")],
             check=True, stdout=sys.stderr,
         )
         installers = sorted(w.name for w in wheels.glob("pip-*.whl"))
@@ -184,7 +198,7 @@ def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | No
             "release_id": release_id,
             "version": version,
             "git_revision": git(project, "rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(git(project, "status", "--porcelain", "--", "app", "requirements.txt")),
+            "git_dirty": bool(git(project, "status", "--porcelain", "--", "app")),
             "build_time": now.isoformat(timespec="seconds"),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "tests": "passed" if tests else "skipped",

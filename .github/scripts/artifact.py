@@ -10,8 +10,8 @@
   verify DIR   exactly one release artifact in DIR whose SHA-256 is the one its file (and
                --sha256, when given) names; outputs `artifact` (its absolute path), `sha256`
 
-The name is keyed by the build's source key (scripts/build_release.py's hash of app/ and
-requirements.txt), not by the commit: staging deploys `feature` and production `main`, and
+The name is keyed by the build's source key (scripts/build_release.py's hash of app/, its
+lock app/requirements.txt included), not by the commit: staging deploys `feature` and production `main`, and
 a merge commit on `main` holds the same app sources as the `feature` commit staging ran.
 Outputs go to $GITHUB_OUTPUT when it is set, and to stdout.
 """

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import http.server
 import re
 import socket
@@ -19,9 +20,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     """Answers GET /<code> with that status; /302 redirects to /500."""
 
     seen: list[str] = []
+    authorizations: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802
         self.seen.append(self.path)
+        self.authorizations.append(self.headers.get("Authorization"))
         code = int(self.path.strip("/"))
         self.send_response(code)
         if code == 302:
@@ -151,3 +154,41 @@ def test_unwritable_log_file_still_reports(server: str, tmp_path: Path, capsys: 
     assert main([f"{server}/200", "--log-file", str(tmp_path / "missing" / "hc.log")]) == 0
     captured = capsys.readouterr()
     assert " 200 " in captured.out and "cannot append" in captured.err
+
+
+def test_a_password_in_the_url_is_never_written(server: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "hc.log"
+    url = server.replace("http://", "http://ops:s3cret-value@") + "/200"
+    assert main([url, "--log-file", str(log)]) == 0
+    out = capsys.readouterr().out
+    written = log.read_text()
+    assert "s3cret-value" not in written + out
+    [line] = written.splitlines()
+    assert LINE.match(line).group(3) == server.replace("http://", "http://ops:***@") + "/200"
+    # The credentials went to the server as Basic authentication, not in the request line.
+    assert Handler.seen[-1] == "/200"
+    assert Handler.authorizations[-1] == "Basic " + base64.b64encode(b"ops:s3cret-value").decode()
+
+
+def test_a_password_is_hidden_in_a_refusal_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ftp://ops:s3cret-value@host/", "--log-file", str(tmp_path / "hc.log")]) == 1
+    captured = capsys.readouterr()
+    assert "s3cret-value" not in captured.out + captured.err + (tmp_path / "hc.log").read_text()
+    assert "ftp://ops:***@host/" in captured.err
+
+
+@pytest.mark.parametrize("control", ["\n", "\r", "\t", "\x1b", "\x00", "\x7f", "\u2028"])
+def test_a_control_character_is_refused_and_forges_no_line(server: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str], control: str) -> None:
+    log = tmp_path / "hc.log"
+    fetched = len(Handler.seen)
+    forged = f"{server}/500{control}2026-01-01T00:00:00+00:00 200 {server}/200"
+    assert main([forged, "--log-file", str(log)]) == 1
+    captured = capsys.readouterr()
+    assert "control characters" in captured.err
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].split(" ")[1] == "000"
+    assert control not in log.read_text().rstrip("\n")
+    assert len(Handler.seen) == fetched, "a refused URL was fetched"

@@ -126,7 +126,6 @@ def broken_artifact(tmp_path_factory) -> str:
     without its tests (they would refuse it), so only the deploy's checks stand in its way."""
     src = tmp_path_factory.mktemp("broken")
     shutil.copytree(PROJECT / "app", src / "app", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    shutil.copy(PROJECT / "requirements.txt", src / "requirements.txt")
     module = src / "app" / "src" / "webapp" / "app.py"
     healthy = 'return jsonify(status="ok", version=config.version, release=config.release)'
     text = module.read_text()
@@ -144,7 +143,6 @@ def crashing_artifact(tmp_path_factory) -> str:
     without its tests."""
     src = tmp_path_factory.mktemp("crashing")
     shutil.copytree(PROJECT / "app", src / "app", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    shutil.copy(PROJECT / "requirements.txt", src / "requirements.txt")
     module = src / "app" / "src" / "webapp" / "serve.py"
     start = '    """Load the Config, log JSON to stdout, serve until SIGTERM or SIGINT (exit 0)."""\n'
     text = module.read_text()
