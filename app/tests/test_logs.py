@@ -122,3 +122,25 @@ def test_formatter_keeps_the_traceback() -> None:
         record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     line = json.loads(logs.JsonFormatter().format(record))
     assert "RuntimeError: bad" in line["exc"]
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_long_client_fields_are_cut_with_a_marker_never_dropped(client: FlaskClient,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure()
+    agent, path = '"' * 20_000, "/" + "p" * 9_000
+    client.get(path, headers={"User-Agent": agent, "X-Request-ID": "req-long"})
+    out = capsys.readouterr().out
+    [entry] = access_lines(out)
+    assert entry["request_id"] == "req-long"
+    assert entry["user_agent"] == agent[:logs.FIELD_MAX_LENGTH] + logs.CUT_MARKER
+    assert entry["path"] == path[:logs.FIELD_MAX_LENGTH] + logs.CUT_MARKER
+    assert entry["msg"] == f"GET {entry['path']} 404"
+    longest = max(len(line.encode()) for line in out.splitlines())
+    assert longest < 8 * logs.FIELD_MAX_LENGTH, f"an access line of {longest} bytes"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", ""), ("abc", "abc"), ("x" * 1024, "x" * 1024),
+                                                 ("x" * 1025, "x" * 1024 + logs.CUT_MARKER)])
+def test_clip(value: str, expected: str) -> None:
+    assert logs.clip(value) == expected

@@ -19,6 +19,11 @@ from webapp.metrics import route_label
 ACCESS_LOGGER = "webapp.access"
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII, no spaces, bounded
+# What a client writes (its path, its User-Agent) is logged up to this many characters, then cut
+# with CUT_MARKER: an access line stays far below journald's line limit (48 KiB, past which it
+# would split the line) and Fluent Bit's buffers.
+FIELD_MAX_LENGTH = 1024
+CUT_MARKER = "...[truncated]"
 
 
 class JsonFormatter(logging.Formatter):
@@ -83,19 +88,25 @@ def request_id(request: Request) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def clip(value: str, limit: int = FIELD_MAX_LENGTH) -> str:
+    """`value`, or its first `limit` characters and CUT_MARKER when it is longer."""
+    return value if len(value) <= limit else value[:limit] + CUT_MARKER
+
+
 def access(request: Request, response: Response, seconds: float, rid: str,
            trusted: tuple[Network, ...] = ()) -> None:
     """Log the access line of one answered request; `trusted`: the proxies client_addr believes."""
+    path = clip(request.path)
     logging.getLogger(ACCESS_LOGGER).info(
-        "%s %s %s", request.method, request.path, response.status_code,
+        "%s %s %s", clip(request.method), path, response.status_code,
         extra={
-            "method": request.method,
-            "path": request.path,
+            "method": clip(request.method),
+            "path": path,
             "route": route_label(request),
             "status": response.status_code,
             "duration_ms": round(seconds * 1000, 3),
             "remote_addr": client_addr(request, trusted),
-            "user_agent": request.headers.get("User-Agent", ""),
+            "user_agent": clip(request.headers.get("User-Agent", "")),
             "request_id": rid,
         },
     )

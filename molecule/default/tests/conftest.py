@@ -44,7 +44,7 @@ _ROLE_VARS = (
     "app_base_port", "app_instances", "app_message", "nginx_listen_port", "nginx_tls_port", "nginx_tls_certificate",
     "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
-    "nginx_client_header_timeout",
+    "nginx_client_header_timeout", "nginx_log_field_max_length",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"

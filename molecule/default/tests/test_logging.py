@@ -10,7 +10,7 @@ Runtime (wherever the lab inventory deploys Loki and Fluent Bit: from ../shared/
 files, as on every CI run, or LAB_LOKI_DEBS and LAB_FLUENT_BIT_DEBS): a marked request
 through the load balancer reaches Loki within 30 s as an Nginx line and an app line with the
 expected labels; the original task's UDP JSON datagram and a Forward message sent on each host
-reach Loki; a minute of Loki downtime under marked traffic loses no line; a restart of Fluent
+reach Loki; access lines with long client fields arrive cut with a marker, never skipped; a minute of Loki downtime under marked traffic loses no line; a restart of Fluent
 Bit repeats none; a broken Loki or Fluent Bit setting fails the play with the checker's own
 message and the running service keeps its file and keeps working. Where the inventory deploys
 neither (no .deb files) these skip with the reason; where it does, they never skip.
@@ -271,6 +271,41 @@ def test_marked_request_reaches_loki_with_its_labels(deployed):
     assert (labels["env"], labels["service"], labels["level"]) == (env, "webapp", "info"), labels
     record = json.loads(line)
     assert record["request_id"] == marker and record["unit"].startswith("webapp@"), record
+
+
+# Each client field of an access line is cut at nginx_log_field_max_length with this marker.
+CUT_MARKER = yaml.safe_load((PROJECT / "roles" / "nginx" / "vars" / "main.yml").read_text())["_nginx_log_cut_marker"]
+
+
+def test_long_access_lines_reach_loki_cut_with_a_marker(deployed):
+    """No silent skip of a long line: several client fields near Nginx's 8 KB header limit, each
+    of quotes (doubled by escape=json), make a line over Fluent Bit's former 32 KB buffer, which it
+    skipped; and a 20,000-character User-Agent, which Nginx refuses. Both access lines arrive."""
+    since = time.time_ns() - 5 * 10**9
+    limit = int(hostvars(LBS[0])["nginx_log_field_max_length"])
+    marker = f"longline-{uuid.uuid4().hex}"
+    quotes = '"' * 7_800
+    long_query = "/?m=" + marker + "&q=" + "q" * 6_000
+    sent = get(lb_url(LBS[0], long_query), headers={
+        "X-Request-ID": marker, "User-Agent": quotes, "Referer": quotes, "X-Filler": quotes}, timeout=10)
+    assert sent.status == 200, sent.body[:300]
+    refused_marker = f"longagent-{uuid.uuid4().hex}"
+    refused = get(lb_url(LBS[0], "/?m=" + refused_marker), headers={"User-Agent": '"' * 20_000}, timeout=10)
+    assert refused.status == 400, refused.status  # Nginx: request header too large
+
+    found = wait_for(f'{{service="nginx"}} |= "{marker}"', since, bool, 30)
+    assert found, "the access line with long client fields is not in Loki after 30 s (skipped for its length?)"
+    record = json.loads(found[0][1])
+    assert record["request_id"] == marker
+    for field in ("http_user_agent", "http_referer"):
+        assert record[field] == '"' * limit + CUT_MARKER, (field, len(record[field]), record[field][-40:])
+    assert record["uri"] == long_query[:limit] + CUT_MARKER
+    assert wait_for(f'{{service="nginx"}} |= "{refused_marker}"', since, bool, 30), \
+        "the access line of the request with a 20,000-character User-Agent is not in Loki after 30 s"
+    # The app's own line of the first request, with its User-Agent cut the same way.
+    app = wait_for(f'{{service="webapp"}} |= "{marker}"', since, bool, 30)
+    assert app, "the app's line of the request with long client fields is not in Loki after 30 s"
+    assert json.loads(app[0][1])["user_agent"].endswith(CUT_MARKER)
 
 
 @pytest.mark.parametrize("name", ALL)
