@@ -46,12 +46,16 @@ import conftest as lab  # noqa: E402
 
 
 class Loki:
-    def __init__(self, url: str) -> None:
+    """Loki's query API through its gateway, with the query credentials."""
+
+    def __init__(self, url: str, auth: dict[str, str]) -> None:
         loadgen.check_target(url, loadgen.lab_networks())
         self.url = url
+        self.auth = auth
 
     def _get(self, path: str, params: dict[str, object]) -> dict:
-        with urllib.request.urlopen(f"{self.url}{path}?{urllib.parse.urlencode(params)}", timeout=30) as resp:  # noqa: S310
+        request = urllib.request.Request(f"{self.url}{path}?{urllib.parse.urlencode(params)}", headers=self.auth)
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
             return json.loads(resp.read())["data"]
 
     def lines(self, logql: str, since_ns: int) -> list[str]:
@@ -172,7 +176,7 @@ def main() -> int:
     mon, lb, app = lab.hosts("monitoring")[0], lab.hosts("lb")[0], lab.hosts("app")[0]
     if not lab.hostvars(mon)["loki_enabled"]:
         raise SystemExit("bench: this lab has no Loki (no .deb files in ../shared/vendor nor LAB_LOKI_DEBS)")
-    loki = Loki(f"http://{lab.address(mon)}:{lab.port(mon, 'loki_http_port')}")
+    loki = Loki(lab.loki_url(name=mon), lab.loki_query_auth(mon))
     print(f"bench: lab {os.environ.get('LAB_NAME', 'lab')}, Loki {loki.url}, load balancer {lab.lb_url(lb)}", file=sys.stderr)
 
     latencies = latency_samples(loki, lab.lb_url(lb), args.samples, args.timeout, args.poll)

@@ -504,10 +504,10 @@ def test_a_run_of_another_controller_is_abandoned_only_after_its_lock_is_old():
     assert not webapp_run.abandoned({}, 0)
 
 
-# --- webapp_env_value (the environment file's quoting) ---------------------------------------
+# --- stack_env_value (an environment file's quoting: the app's message, Fluent Bit's password) --
 
-sys.path.insert(0, str(ROOT / "roles" / "app" / "filter_plugins"))
-from webapp_rollback import webapp_env_value  # noqa: E402
+sys.path.insert(0, str(ROOT / "playbooks" / "filter_plugins"))
+from stack_filters import env_value as webapp_env_value  # noqa: E402
 
 
 def unquote_as_systemd(value: str) -> str:

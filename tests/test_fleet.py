@@ -17,7 +17,7 @@ DEFAULTS = {
     "app_base_port": 8000, "app_instances": 2, "app_spare_port": 8100, "node_exporter_port": 9100,
     "nginx_listen_port": 80, "nginx_tls_port": 443, "nginx_tls_certificate": "", "nginx_stub_status_port": 8080,
     "nginx_exporter_enabled": True, "nginx_exporter_port": 9113, "prometheus_port": 9090, "grafana_port": 3000,
-    "loki_http_port": 3100,
+    "loki_http_port": 3100, "loki_gateway_push_username": "fluent-bit",
 }
 
 
@@ -169,7 +169,9 @@ def test_a_host_in_no_group_is_labelled_ungrouped():
 
 def test_loki_is_the_first_monitoring_host():
     hostvars, groups = fleet(mon1={"loki_http_port": "3101"})
-    assert loki_endpoint(hostvars, groups, DEFAULTS) == {"host": "192.0.2.15", "port": 3101}
+    assert loki_endpoint(hostvars, groups, DEFAULTS) == {"host": "192.0.2.15", "port": 3101, "user": "fluent-bit"}
+    hostvars, groups = fleet(mon1={"loki_gateway_push_username": "shipper"})
+    assert loki_endpoint(hostvars, groups, DEFAULTS)["user"] == "shipper"
     with pytest.raises(ValueError, match="no monitoring host"):
         loki_endpoint(hostvars, {**groups, "monitoring": []}, DEFAULTS)
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, ENV, ROOT  # also puts playbooks/filter_plugins on the path
-from tests.test_repo import preflight
+from tests.test_repo import LOKI_VAULT, preflight
 
 from stack_filters import app_ports  # noqa: I001 (after tests.conftest)
 
@@ -164,7 +164,7 @@ def test_loki_and_grafana_write_the_same_apt_source(rendered):
 
 
 def test_preflight_refuses_grafana_and_loki_disagreeing_on_their_shared_repository():
-    ok = preflight("staging", "-e", "vault_grafana_admin_password=x", "-e",
+    ok = preflight("staging", "-e", "vault_grafana_admin_password=x", *LOKI_VAULT, "-e",
                    json.dumps({"grafana_apt_repository_url": "https://mirror.example.invalid/grafana",
                                "loki_apt_repository_url": "https://mirror.example.invalid/grafana"}))
     assert ok.returncode == 0, ok.stdout[-3000:]

@@ -158,6 +158,36 @@ def preflight(env: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Loki's gateway credentials (group_vars/all and group_vars/monitoring vault.yml).
+LOKI_VAULT = ["-e", "vault_loki_push_password=a-real-push-secret", "-e", "vault_loki_query_password=a-real-query-secret"]
+
+
+def test_loki_without_its_passwords_fails_preflight_naming_the_vault_files():
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x")
+    assert proc.returncode != 0
+    assert "Loki's gateway needs a push password on app1.staging.example.invalid" in proc.stdout, proc.stdout[-3000:]
+    assert "a query password of at least 12 (has 0)" in proc.stdout
+    assert "inventories/staging/group_vars/all/vault.yml" in proc.stdout
+    assert "inventories/staging/group_vars/monitoring/vault.yml" in proc.stdout
+
+
+@pytest.mark.parametrize("variables", [
+    {"vault_loki_push_password": "short"},
+    {"vault_loki_query_password": "short"},
+])
+def test_a_short_loki_password_fails_preflight(variables):
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x", *LOKI_VAULT, "-e", json.dumps(variables))
+    assert proc.returncode != 0
+    assert "(has 5)" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_production_refuses_the_loki_placeholders():
+    proc = preflight("production", *PRODUCTION_VAULT, "-e", "vault_keepalived_auth_password=s3cr3t-8",
+                     "-e", "vault_loki_push_password=change-me-push-password", "-e", "vault_loki_query_password=a-real-query-secret")
+    assert proc.returncode != 0
+    assert "neither the placeholder of vault.yml.example in production" in proc.stdout, proc.stdout[-3000:]
+
+
 def test_production_without_its_vault_fails_preflight(tmp_path):
     # A copy without vault.yml: the repository may hold production's (tests/test_vault.py).
     inv = tmp_path / "production"
@@ -176,8 +206,8 @@ def test_production_with_a_well_known_grafana_password_fails_preflight(password)
 
 
 def test_staging_may_keep_a_simple_grafana_password_and_production_a_real_one_passes():
-    assert preflight("staging", "-e", "vault_grafana_admin_password=admin").returncode == 0
-    proc = preflight("production", "-e", "vault_grafana_admin_password=a-real-secret-0123",
+    assert preflight("staging", "-e", "vault_grafana_admin_password=admin", *LOKI_VAULT).returncode == 0
+    proc = preflight("production", "-e", "vault_grafana_admin_password=a-real-secret-0123", *LOKI_VAULT,
                      "-e", "vault_keepalived_auth_password=s3cr3t-8")
     assert proc.returncode == 0, proc.stdout[-3000:]
 
@@ -271,7 +301,7 @@ def test_a_pair_of_load_balancers_without_a_usable_floating_address_fails_prefli
 
 
 def test_one_load_balancer_needs_no_floating_address():
-    proc = preflight("staging", "-e", "vault_grafana_admin_password=x")
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x", *LOKI_VAULT)
     assert proc.returncode == 0, proc.stdout[-3000:]
     check = re.search(r"TASK \[Check the load balancers' floating address and VRRP password\][^\n]*\n(.*?)\n\n", proc.stdout, re.S)
     assert check and "skipping: [lb1.staging.example.invalid]" in check.group(1), proc.stdout[-3000:]

@@ -208,12 +208,14 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
 
 def loki_endpoint(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
                   defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Where the hosts push their lines: Loki on the first monitoring host (host, port)."""
+    """Where the hosts push their lines: Loki's gateway on the first monitoring host (host, port,
+    and the user name of the push credentials, whose password is the vault's)."""
     monitoring = _members(groups, "monitoring")
     if not monitoring:
         raise ValueError("no monitoring host in the inventory: Loki runs on the first one")
     hv = hostvars[monitoring[0]]
-    return {"host": str(hv["internal_address"]), "port": int(setting(hv, "loki_http_port", defaults))}
+    return {"host": str(hv["internal_address"]), "port": int(setting(hv, "loki_http_port", defaults)),
+            "user": str(setting(hv, "loki_gateway_push_username", defaults))}
 
 
 def journald_units(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], host: str,
@@ -227,6 +229,23 @@ def journald_units(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[st
 def addresses(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], group: str) -> list[str]:
     """The internal addresses of a group's hosts, in inventory order."""
     return [str(hostvars[h]["internal_address"]) for h in _members(groups, group)]
+
+
+# What systemd's environment-file parser reads specially inside double quotes (as a shell does).
+_ENV_ESCAPED = '"\\`$'
+
+
+def env_value(value: Any) -> str:
+    """A value for a systemd EnvironmentFile that the process receives byte for byte: in double
+    quotes, with the characters systemd would read specially escaped; UTF-8 as it is. A newline
+    cannot be carried (systemd reads it as the end of the value, or a line continuation).
+
+    `{{ app_message | stack_env_value }}` (the app's message, Fluent Bit's push password)
+    """
+    text = str(value)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise ValueError(f"an environment value cannot hold a newline, carriage return or NUL: {text!r}")
+    return '"' + "".join("\\" + c if c in _ENV_ESCAPED else c for c in text) + '"'
 
 
 class FilterModule:
@@ -246,5 +265,6 @@ class FilterModule:
             "stack_loki_endpoint": loki_endpoint,
             "stack_journald_units": journald_units,
             "stack_addresses": addresses,
+            "stack_env_value": env_value,
         }
 

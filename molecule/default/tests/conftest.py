@@ -11,6 +11,7 @@ bounded loops.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -44,7 +45,8 @@ _ROLE_VARS = (
     "app_base_port", "app_instances", "app_message", "nginx_listen_port", "nginx_tls_port", "nginx_tls_certificate",
     "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
-    "nginx_client_header_timeout", "nginx_log_field_max_length",
+    "nginx_client_header_timeout", "nginx_log_field_max_length", "loki_gateway_query_username",
+    "loki_gateway_push_username",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
@@ -55,6 +57,8 @@ _VARS = (
     " 'fluent_bit_enabled': fluent_bit_enabled | default(true) | bool,"
     " 'admin_networks': admin_networks | default([]),"
     " 'keepalived_virtual_address': keepalived_virtual_address | default(''),"
+    " 'vault_loki_query_password': vault_loki_query_password | default(''),"
+    " 'vault_loki_push_password': vault_loki_push_password | default(''),"
     + "".join(f" '{name}': {name} | default(none)," for name in _ROLE_VARS)
     + "} }}"
 )
@@ -195,6 +199,29 @@ def get_from(name: str, url: str, timeout: float = 5) -> Answer:
         return Answer(0, result.stderr.strip()[-500:], {})
     status, body = json.loads(result.stdout)
     return Answer(status, body, {})
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP Basic authentication."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")}
+
+
+def loki_url(path: str = "", name: str = "") -> str:
+    """Loki as the hosts and admin_networks reach it: its gateway on the (first) monitoring host."""
+    name = name or hosts("monitoring")[0]
+    return f"http://{address(name)}:{port(name, 'loki_http_port')}{path}"
+
+
+def loki_query_auth(name: str = "") -> dict[str, str]:
+    """The gateway's query credentials (the inventory's user, the vault's password)."""
+    v = hostvars(name or hosts("monitoring")[0])
+    return basic_auth(v["loki_gateway_query_username"], v["vault_loki_query_password"])
+
+
+def loki_push_auth(name: str = "") -> dict[str, str]:
+    """The gateway's push credentials, as Fluent Bit sends them."""
+    v = hostvars(name or hosts("monitoring")[0])
+    return basic_auth(v["loki_gateway_push_username"], v["vault_loki_push_password"])
 
 
 def instance_health(name: str, port: int) -> dict | None:

@@ -28,10 +28,11 @@ SANDBOXED = [
     ("all", "prometheus-node-exporter.service", 1.5),
     ("monitoring", "prometheus.service", 1.1),
     ("monitoring", "loki.service", 1.1),
+    ("monitoring", "loki-gateway.service", 2.4),
     ("all", "fluent-bit.service", 1.8),
 ]
 # Loki and Fluent Bit come only from their vendors' packages (LAB_LOKI_DEBS, LAB_FLUENT_BIT_DEBS).
-OPTIONAL = {"loki.service": "LAB_LOKI_DEBS", "fluent-bit.service": "LAB_FLUENT_BIT_DEBS"}
+OPTIONAL = {"loki.service": "LAB_LOKI_DEBS", "loki-gateway.service": "LAB_LOKI_DEBS", "fluent-bit.service": "LAB_FLUENT_BIT_DEBS"}
 
 
 @pytest.mark.parametrize("name", LBS)

@@ -27,14 +27,17 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INVENTORY, PROJECT, address, app_ports, get, get_from, hosts, hostvars, journal, lb_port, lb_url, playbook, port
+from conftest import (INVENTORY, PROJECT, address, app_ports, get, get_from, hosts, hostvars, journal, lb_port, lb_url,
+                      loki_push_auth, loki_query_auth, loki_url, playbook, port)
 from test_faults import main_pid
 
 MONITORING = hosts("monitoring")
@@ -193,13 +196,9 @@ def deployed(infra) -> None:
     assert not missing, f"the inventory deploys Loki and Fluent Bit, but: {', '.join(missing)}"
 
 
-def loki_url(name: str) -> str:
-    return f"http://{address(name)}:{port(name, 'loki_http_port')}"
-
-
 def loki_streams(logql: str, since_ns: int) -> list[dict]:
     query = {"query": logql, "start": since_ns, "end": time.time_ns() + 10**9, "limit": 5000, "direction": "forward"}
-    answer = get(f"{loki_url(MONITORING[0])}/loki/api/v1/query_range?" + urllib.parse.urlencode(query), timeout=10)
+    answer = get(loki_url("/loki/api/v1/query_range?" + urllib.parse.urlencode(query)), headers=loki_query_auth(), timeout=10)
     assert answer.status == 200, f"{logql}: {answer.body[:500]}"
     return json.loads(answer.body)["data"]["result"]
 
@@ -227,7 +226,7 @@ def wait_ready(name: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if get(f"{loki_url(name)}/ready").status == 200:
+            if get(loki_url("/ready", name)).status == 200:
                 return
         except OSError:
             pass  # not listening yet, right after a start
@@ -236,11 +235,111 @@ def wait_ready(name: str, timeout: float = 90) -> None:
 
 
 @pytest.mark.parametrize("name", MONITORING)
-def test_loki_is_ready_on_the_internal_address(deployed, infra, name):
+def test_loki_is_ready_behind_its_gateway(deployed, infra, name):
+    """Loki itself on loopback only; its gateway on the internal address, at the same port."""
     host = infra(name)
     assert host.service("loki").is_running, journal(host, "loki")
-    assert host.socket(f"tcp://{address(name)}:{port(name, 'loki_http_port')}").is_listening
+    assert host.service("loki-gateway").is_running, journal(host, "loki-gateway")
+    loki_port = port(name, "loki_http_port")
+    assert host.socket(f"tcp://127.0.0.1:{loki_port}").is_listening, journal(host, "loki")
+    assert not host.socket(f"tcp://0.0.0.0:{loki_port}").is_listening
+    assert host.socket(f"tcp://{address(name)}:{loki_port}").is_listening, journal(host, "loki-gateway")
     wait_ready(name)
+
+
+# --- Loki's gateway: the hosts may only push ------------------------------------------------
+
+# A request from a lab host (method, URL, headers, body), printing the status; run with python3 there.
+_REQUEST_ON_HOST = """
+import json, sys, urllib.error, urllib.request
+method, url, headers, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4].encode() or None
+request = urllib.request.Request(url, data=body, headers=headers, method=method)
+try:
+    with urllib.request.urlopen(request, timeout=10) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
+
+
+def status_from(infra, name: str, method: str, path: str, headers: dict[str, str] | None = None, body: str = "") -> int:
+    command = " ".join(shlex.quote(a) for a in ["python3", "-c", _REQUEST_ON_HOST, method, loki_url(path),
+                                                 json.dumps(headers or {}), body])
+    return int(infra(name).check_output(command))
+
+
+def push_body(host: str, marker: str) -> str:
+    stream = {"stream": {"env": hostvars(host)["deploy_env"], "host": host, "service": "forward"},
+              "values": [[str(time.time_ns()), json.dumps({"message": marker})]]}
+    return json.dumps({"streams": [stream]})
+
+
+JSON = {"Content-Type": "application/json"}
+LABELS = "/loki/api/v1/labels"
+DELETE = "/loki/api/v1/delete?" + urllib.parse.urlencode({"query": '{service="nginx"}', "start": "1"})
+
+
+def test_a_load_balancer_may_not_query_nor_delete_even_with_the_query_credentials(deployed, infra):
+    name = LBS[0]
+    for method, path in (("GET", LABELS), ("GET", "/loki/api/v1/query_range?query=%7Bservice%3D%22nginx%22%7D"),
+                         ("POST", DELETE), ("GET", "/metrics")):
+        for headers in ({}, loki_query_auth(), loki_push_auth()):
+            status = status_from(infra, name, method, path, headers)
+            assert status == 403, f"{method} {path} from {name} answered {status}"
+
+
+def test_a_load_balancer_pushes_with_the_push_credentials_only(deployed, infra):
+    name = LBS[0]
+    since = time.time_ns() - 5 * 10**9
+    refused = f"gateway-refused-{uuid.uuid4().hex}"
+    assert status_from(infra, name, "POST", "/loki/api/v1/push", JSON, push_body(name, refused)) == 401
+    wrong = {**JSON, **loki_query_auth()}
+    assert status_from(infra, name, "POST", "/loki/api/v1/push", wrong, push_body(name, refused)) == 401
+    marker = f"gateway-push-{uuid.uuid4().hex}"
+    assert status_from(infra, name, "POST", "/loki/api/v1/push", {**JSON, **loki_push_auth()}, push_body(name, marker)) == 204
+    assert wait_for(f'{{host="{name}"}} |= "{marker}"', since, bool, 30), f"the line {name} pushed is not in Loki"
+    assert not lines(f'{{host="{name}"}} |= "{refused}"', since), "a push without the push credentials was stored"
+
+
+def test_the_admin_network_queries_with_the_query_credentials_only(deployed):
+    assert get(loki_url(LABELS)).status == 401
+    assert get(loki_url(LABELS), headers=loki_push_auth()).status == 401
+    answer = get(loki_url(LABELS), headers=loki_query_auth())
+    assert answer.status == 200, answer.body[:300]
+    assert "service" in json.loads(answer.body)["data"]
+
+
+def test_deletion_is_off_unless_the_inventory_turns_it_on(deployed):
+    request = urllib.request.Request(loki_url(DELETE), method="POST", headers=loki_query_auth())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (lab address)
+            status, body = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read().decode(errors="replace")
+    assert status >= 400, f"a delete request was taken ({status}): {body[:300]}"
+    assert "delet" in body.lower(), body[:300]
+
+
+@pytest.mark.parametrize("name", MONITORING)
+def test_the_gateway_keeps_its_credentials_hashed_and_to_itself(deployed, infra, name):
+    host = infra(name)
+    v = hostvars(name)
+    for path in ("/etc/loki-gateway/push.htpasswd", "/etc/loki-gateway/query.htpasswd"):
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "loki-gateway", 0o640), (path, f.user, f.group, oct(f.mode))
+        text = host.check_output(f"cat {path}")
+        assert v["vault_loki_push_password"] not in text and v["vault_loki_query_password"] not in text
+        assert text.split(":", 1)[1].startswith("$6$"), "not a SHA-512 crypt hash"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fluent_bit_keeps_the_push_password_in_a_root_only_file(deployed, infra, name):
+    host = infra(name)
+    env = host.file("/etc/fluent-bit/webapp.env")
+    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+    password = hostvars(name)["vault_loki_push_password"]
+    assert password in host.check_output("cat /etc/fluent-bit/webapp.env")
+    assert password not in host.check_output("cat /etc/fluent-bit/webapp.yaml")
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -108,23 +108,9 @@ def webapp_rollback_records(plan: dict[str, Any], state: dict[str, Any], record:
     return files
 
 
-# What systemd's environment-file parser reads specially inside double quotes (as a shell does).
-_ENV_ESCAPED = '"\\`$'
-
-
-def webapp_env_value(value: Any) -> str:
-    """A value for a systemd EnvironmentFile that the process receives byte for byte: in double
-    quotes, with the characters systemd would read specially escaped; UTF-8 as it is. A newline
-    cannot be carried (systemd reads it as the end of the value, or a line continuation)."""
-    text = str(value)
-    if "\n" in text or "\r" in text or "\0" in text:
-        raise ValueError(f"an environment value cannot hold a newline, carriage return or NUL: {text!r}")
-    return '"' + "".join("\\" + c if c in _ENV_ESCAPED else c for c in text) + '"'
-
-
 class FilterModule:
-    """webapp_rollback_plan, webapp_release_lines, webapp_rollback_records, webapp_env_value"""
+    """webapp_rollback_plan, webapp_release_lines, webapp_rollback_records"""
 
     def filters(self) -> dict[str, Any]:
         return {"webapp_rollback_plan": webapp_rollback_plan, "webapp_release_lines": webapp_release_lines,
-                "webapp_rollback_records": webapp_rollback_records, "webapp_env_value": webapp_env_value}
+                "webapp_rollback_records": webapp_rollback_records}
