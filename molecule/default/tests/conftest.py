@@ -46,7 +46,7 @@ _ROLE_VARS = (
     "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
     "nginx_client_header_timeout", "nginx_log_field_max_length", "loki_gateway_query_username",
-    "loki_gateway_push_username",
+    "loki_gateway_push_username", "grafana_tls_certificate",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
@@ -172,8 +172,10 @@ class Answer:
     headers: dict[str, str]
 
 
-def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> Answer:
-    req = urllib.request.Request(url, headers=headers or {})
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5, method: str = "GET",
+        data: bytes | None = None) -> Answer:
+    """An HTTP request to a lab address (GET unless `method` says otherwise), its answer whatever the status."""
+    req = urllib.request.Request(url, headers=headers or {}, method=method, data=data)
     context = _LAB_TLS if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310 (lab addresses only)

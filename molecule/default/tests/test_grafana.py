@@ -15,15 +15,12 @@ Settings (environment):
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
-from conftest import PROJECT, Answer, address, get, hosts, hostvars, journal, port
+from conftest import PROJECT, Answer, address, basic_auth, get, hosts, hostvars, journal, port
 
 MONITORING = hosts("monitoring")
 UNIT = "grafana-server"
@@ -37,7 +34,9 @@ NOT_DEPLOYED = (
 
 
 def base_url(name: str) -> str:
-    return f"http://{address(name)}:{port(name, 'grafana_port')}"
+    """Grafana as admin_networks reach it: HTTPS when the inventory gives it a certificate."""
+    scheme = "https" if hostvars(name)["grafana_tls_certificate"] else "http"
+    return f"{scheme}://{address(name)}:{port(name, 'grafana_port')}"
 
 
 def admin(name: str) -> tuple[str, str]:
@@ -47,21 +46,8 @@ def admin(name: str) -> tuple[str, str]:
     return user, password
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def post(url: str, body: dict, headers: dict[str, str] | None = None, timeout: float = 5) -> Answer:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (lab addresses only)
-            return Answer(resp.status, resp.read().decode(), dict(resp.headers))
-    except urllib.error.HTTPError as err:
-        return Answer(err.code, err.read().decode(errors="replace"), dict(err.headers))
+    return get(url, {"Content-Type": "application/json", **(headers or {})}, timeout, "POST", json.dumps(body).encode())
 
 
 @pytest.fixture
@@ -90,7 +76,7 @@ def test_health_answers_database_ok(grafana, name):
 
 @pytest.mark.parametrize("name", MONITORING)
 def test_prometheus_datasource_is_provisioned(grafana, name):
-    answer = get(f"{base_url(name)}/api/datasources/uid/{DATASOURCE_UID}", headers=basic(*admin(name)))
+    answer = get(f"{base_url(name)}/api/datasources/uid/{DATASOURCE_UID}", headers=basic_auth(*admin(name)))
     assert answer.status == 200, answer.body
     datasource = json.loads(answer.body)
     assert datasource["uid"] == DATASOURCE_UID
@@ -101,7 +87,7 @@ def test_prometheus_datasource_is_provisioned(grafana, name):
 def test_prometheus_datasource_answers_queries(grafana, name):
     answer = get(
         f"{base_url(name)}/api/datasources/proxy/uid/{DATASOURCE_UID}/api/v1/query?query=up",
-        headers=basic(*admin(name)), timeout=10,
+        headers=basic_auth(*admin(name)), timeout=10,
     )
     assert answer.status == 200, answer.body
     result = json.loads(answer.body)
@@ -111,7 +97,7 @@ def test_prometheus_datasource_answers_queries(grafana, name):
 
 @pytest.mark.parametrize("name", MONITORING)
 def test_loki_datasource_is_provisioned(grafana, name):
-    answer = get(f"{base_url(name)}/api/datasources/uid/{LOKI_DATASOURCE_UID}", headers=basic(*admin(name)))
+    answer = get(f"{base_url(name)}/api/datasources/uid/{LOKI_DATASOURCE_UID}", headers=basic_auth(*admin(name)))
     assert answer.status == 200, answer.body
     datasource = json.loads(answer.body)
     assert (datasource["uid"], datasource["type"]) == (LOKI_DATASOURCE_UID, "loki")
@@ -121,7 +107,7 @@ def test_loki_datasource_is_provisioned(grafana, name):
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_is_provisioned(grafana, name, path):
     shipped = json.loads(path.read_text())
-    answer = get(f"{base_url(name)}/api/dashboards/uid/{shipped['uid']}", headers=basic(*admin(name)))
+    answer = get(f"{base_url(name)}/api/dashboards/uid/{shipped['uid']}", headers=basic_auth(*admin(name)))
     assert answer.status == 200, answer.body
     found = json.loads(answer.body)
     assert found["dashboard"]["title"] == shipped["title"]
@@ -144,7 +130,7 @@ def test_sign_up_is_refused(grafana, name):
 @pytest.mark.parametrize("name", MONITORING)
 def test_admin_password_works(grafana, name):
     user, password = admin(name)
-    answer = get(f"{base_url(name)}/api/user", headers=basic(user, password))
+    answer = get(f"{base_url(name)}/api/user", headers=basic_auth(user, password))
     assert answer.status == 200, answer.body
     assert json.loads(answer.body)["login"] == user
 
@@ -152,5 +138,5 @@ def test_admin_password_works(grafana, name):
 @pytest.mark.parametrize("name", MONITORING)
 def test_wrong_admin_password_is_refused(grafana, name):
     user, password = admin(name)
-    answer = get(f"{base_url(name)}/api/user", headers=basic(user, password + "-wrong"))
+    answer = get(f"{base_url(name)}/api/user", headers=basic_auth(user, password + "-wrong"))
     assert answer.status == 401

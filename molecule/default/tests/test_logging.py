@@ -27,9 +27,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -310,14 +308,9 @@ def test_the_admin_network_queries_with_the_query_credentials_only(deployed):
 
 
 def test_deletion_is_off_unless_the_inventory_turns_it_on(deployed):
-    request = urllib.request.Request(loki_url(DELETE), method="POST", headers=loki_query_auth())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (lab address)
-            status, body = answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        status, body = err.code, err.read().decode(errors="replace")
-    assert status >= 400, f"a delete request was taken ({status}): {body[:300]}"
-    assert "delet" in body.lower(), body[:300]
+    answer = get(loki_url(DELETE), headers=loki_query_auth(), timeout=10, method="POST")
+    assert answer.status >= 400, f"a delete request was taken ({answer.status}): {answer.body[:300]}"
+    assert "delet" in answer.body.lower(), answer.body[:300]
 
 
 @pytest.mark.parametrize("name", MONITORING)
