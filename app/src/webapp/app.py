@@ -6,7 +6,7 @@ import time
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
-from webapp import logs, metrics
+from webapp import logs, metrics, watchdog
 from webapp.config import Config
 
 
@@ -18,6 +18,8 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     rid: str = g.get("request_id") or logs.request_id(request)
+    if watchdog.is_probe(request.headers):
+        return response  # the instance asking itself (webapp.watchdog): not a request to count or log
     metrics.observe(request, response.status_code, seconds)
     config: Config = current_app.config["WEBAPP"]
     logs.access(request, response, seconds, rid, config.trusted_proxies)

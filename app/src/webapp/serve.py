@@ -12,7 +12,7 @@ from types import FrameType
 
 import waitress
 
-from webapp import logs
+from webapp import logs, watchdog
 from webapp.app import create_app
 from webapp.config import Config
 
@@ -55,7 +55,8 @@ def main() -> None:
     except ValueError as err:
         log.error("bad configuration: %s", err)
         raise SystemExit(2) from None
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+    every = watchdog.period()
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"):
         os.environ.pop(name, None)  # not for child processes
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -64,6 +65,9 @@ def main() -> None:
                                 "socket": "systemd" if sock else "own",
                                 "version": config.version, "release": config.release})
     app = create_app(config)
+    if every:
+        # Fed only while this instance answers its own /health (systemd's WatchdogSec).
+        watchdog.Watchdog(watchdog.probe_host(str(bind)), int(port), every).start()
     # Waitress would drop X-Forwarded-For from every peer (it trusts at most one proxy
     # address); the app itself believes it only from config.trusted_proxies (logs.client_addr).
     if sock is not None:

@@ -46,7 +46,7 @@ _ROLE_VARS = (
     "node_exporter_port", "nginx_exporter_port", "prometheus_port", "grafana_port", "loki_http_port",
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
     "nginx_client_header_timeout", "nginx_log_field_max_length", "loki_gateway_query_username",
-    "loki_gateway_push_username", "grafana_tls_certificate",
+    "loki_gateway_push_username", "grafana_tls_certificate", "app_watchdog_sec",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"

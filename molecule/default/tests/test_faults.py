@@ -16,8 +16,8 @@ import time
 import uuid
 
 import pytest
-from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, journal, lb_message, playbook,
-                      port, recap)
+from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, hostvars, journal, lb_message,
+                      playbook, port, recap)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
@@ -147,6 +147,38 @@ def test_killed_instance_is_restarted_and_no_request_fails(infra, name):
     assert result.requests > 100 and result.failures == [], result.summary()
     backend = f"{address(name)}:{instance}"
     assert backend in served_by(infra, {backend}), f"{backend} is not served by the load balancer again"
+
+
+@pytest.mark.disruptive(35)
+def test_frozen_instance_is_replaced_by_the_watchdog_and_no_request_fails(infra):
+    """An instance that accepts and never answers (SIGSTOP): systemd's watchdog, fed only by its
+    answered self-probes, kills and restarts it within app_watchdog_sec (plus RestartSec, 1 s),
+    while Nginx retries what hung there on another instance."""
+    name = hosts("app")[0]
+    host = infra(name)
+    instance = app_ports(name)[-1]
+    unit = f"webapp@{instance}"
+    watchdog = int(hostvars(name)["app_watchdog_sec"])
+    assert watchdog > 0, "the lab inventory turns the watchdog off"
+    pid = main_pid(host, unit)
+    restarts = int(host.check_output(f"systemctl show --property NRestarts --value {unit}"))
+    with load() as running:
+        time.sleep(2)
+        host.check_output(f"kill -STOP {pid}")
+        frozen_at = time.monotonic()
+        wait_until(lambda: main_pid(host, unit) not in ("0", pid), watchdog + 10, lambda: journal(host, unit))
+        replaced_after = time.monotonic() - frozen_at
+        wait_until(lambda: get_from(LB, f"http://{address(name)}:{instance}/health").status == 200,
+                   30, lambda: journal(host, unit))
+        time.sleep(3)
+    result = running.result
+    print(f"SIGSTOP {name} {unit}: replaced after {replaced_after:.1f} s (watchdog {watchdog} s); load: {result.summary()}")
+    assert "watchdog timeout" in journal(host, unit, 60).lower(), journal(host, unit, 60)
+    assert int(host.check_output(f"systemctl show --property NRestarts --value {unit}")) == restarts + 1
+    # Killed at most `watchdog` s after its last answered probe, started again RestartSec (1 s)
+    # later, seen by this test's polling over SSH (every 0.5 s, a round trip each) within 2 s more.
+    assert replaced_after <= watchdog + 3, f"replaced after {replaced_after:.1f} s, watchdog {watchdog} s"
+    assert result.requests > 100 and result.failures == [], result.summary()
 
 
 @pytest.mark.disruptive(40)
