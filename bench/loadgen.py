@@ -6,6 +6,11 @@ connection, until a time limit or a request limit is reached, whichever comes fi
 request is recorded (start time, latency, HTTP status or error), so a caller can count
 failures and read latency percentiles. Used by bench/bench.py and by the lab tests.
 
+As browsers and HTTP libraries do (RFC 9112, 9.3.1), a GET sent on a reused keep-alive
+connection that the server had already closed or reset, before any byte of an answer came
+back, is sent once more on a new connection; the sample counts it (`retried`). A request on a
+new connection that fails, or an answer cut after it began, is a failure.
+
 Safety: the target must be a loopback address or lie in one of the allowed networks
 (by default the lab's network, LAB_NET/24); anything else is refused before a request is
 sent.
@@ -30,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# How a kept-alive connection the server closed or reset shows when the next request is sent on it.
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MAX_REQUESTS = 200_000
 
@@ -42,6 +49,7 @@ class Sample:
     latency: float
     status: int  # 0 when the request failed without an HTTP answer
     error: str = ""
+    retried: bool = False  # sent again on a new connection: the reused one was closed before any answer
 
     @property
     def ok(self) -> bool:
@@ -87,6 +95,7 @@ class Result:
             if self.samples
             else float("nan"),
             "errors": errors,
+            "retried": sum(s.retried for s in self.samples),
         }
 
 
@@ -174,22 +183,31 @@ class Load:
             self.result.samples.append(sample)
 
     def _worker(self) -> None:
-        conn = self._connect()
+        conn, reused = self._connect(), False
         try:
             while self._take_slot():
-                begin = time.monotonic()
-                try:
-                    conn.request("GET", self._path, headers={"User-Agent": "webapp-loadgen"})
-                    response = conn.getresponse()
-                    response.read()
-                    sample = Sample(begin, time.monotonic() - begin, response.status)
-                    if response.will_close:
+                begin, retried = time.monotonic(), False
+                while True:
+                    answered = False
+                    try:
+                        conn.request("GET", self._path, headers={"User-Agent": "webapp-loadgen"})
+                        response = conn.getresponse()
+                        answered = True
+                        response.read()
+                        sample = Sample(begin, time.monotonic() - begin, response.status, retried=retried)
+                        reused = not response.will_close
+                        if response.will_close:
+                            conn.close()
+                            conn = self._connect()
+                    except (OSError, http.client.HTTPException) as exc:
                         conn.close()
                         conn = self._connect()
-                except (OSError, http.client.HTTPException) as exc:
-                    sample = Sample(begin, time.monotonic() - begin, 0, type(exc).__name__ + f": {exc}")
-                    conn.close()
-                    conn = self._connect()
+                        if reused and not answered and not retried and isinstance(exc, STALE):
+                            reused, retried = False, True
+                            continue  # the kept-alive connection was gone before it answered: once more, anew
+                        sample = Sample(begin, time.monotonic() - begin, 0, type(exc).__name__ + f": {exc}", retried)
+                        reused = False
+                    break
                 self._record(sample)
                 if self._interval:
                     self._stop.wait(max(0.0, self._interval - (time.monotonic() - begin)))

@@ -25,12 +25,23 @@ class _Handler(BaseHTTPRequestHandler):
         with _Handler.lock:
             _Handler.calls += 1
             n = _Handler.calls
+        if self.path == "/drop":  # closes without answering, every time
+            self.close_connection = True
+            return
         status = 503 if self.path == "/flaky" and n % 5 == 0 else 200
         body = b"ok\n"
         self.send_response(status)
+        if self.path == "/cut":  # an answer cut after it began
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if self.path == "/close-idle":  # keep-alive announced, then the idle connection is closed
+            self.close_connection = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -73,6 +84,25 @@ def test_counts_refused_connections_as_failures() -> None:
     result = loadgen.Load("http://127.0.0.1:9/", workers=1, max_requests=3, max_seconds=10).start().wait()
     assert result.requests == 3
     assert len(result.failures) == 3
+
+
+def test_a_closed_keep_alive_connection_is_retried_once_on_a_new_one(server: str) -> None:
+    """As a browser does: the server closed the idle connection, the GET goes again, anew."""
+    result = loadgen.Load(server + "/close-idle", workers=1, max_requests=10, max_seconds=30).start().wait()
+    assert result.requests == 10 and result.failures == [], result.summary()
+    assert result.summary()["retried"] == 9, result.summary()  # every request after the first found it closed
+    assert not result.samples[0].retried
+
+
+def test_an_answer_cut_after_it_began_is_a_failure_not_retried(server: str) -> None:
+    result = loadgen.Load(server + "/cut", workers=1, max_requests=4, max_seconds=30).start().wait()
+    assert len(result.failures) == 4 and not any(s.retried for s in result.failures), result.summary()
+
+
+def test_a_new_connection_closed_without_an_answer_is_a_failure(server: str) -> None:
+    result = loadgen.Load(server + "/drop", workers=1, max_requests=4, max_seconds=30).start().wait()
+    assert len(result.failures) == 4, result.summary()
+    assert _Handler.calls == 4, "a request on a new connection was sent twice"
 
 
 def test_percentiles_are_nearest_rank() -> None:

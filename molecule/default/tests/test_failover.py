@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -168,6 +169,33 @@ def test_rerun_of_site_yml_does_not_move_the_address():
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     assert holders() == [name]
     assert result.failures == [], result.summary()
+
+
+@pytest.mark.disruptive(52)
+def test_the_lb_play_restarts_one_load_balancer_at_a_time_and_fails_no_request():
+    """The routine play repairs a drift that needs Nginx restarted on both load balancers (its
+    sandbox drop-in gone on both): one host at a time, the holder giving the address up first
+    (keepalived is bound to Nginx), the next only once the address answers again."""
+    dropin = "/etc/systemd/system/nginx.service.d/sandbox.conf"
+    pids = {name: lab_host(name).check_output("systemctl show --property MainPID --value nginx") for name in LBS}
+    for name in LBS:
+        lab_host(name).check_output(f"rm {dropin} && systemctl daemon-reload")
+    with load() as running:
+        time.sleep(2)
+        proc = playbook("playbooks/lb.yml")
+        time.sleep(3)
+    result = running.result
+    print(f"lb.yml repairing both drop-ins: {recap(proc.stdout)}; holders {holders()}; load {result.summary()}")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    restarts = re.findall(r"RUNNING HANDLER \[nginx : Restart the checked Nginx\][^\n]*\nchanged: \[(\S+)\]", proc.stdout)
+    assert sorted(restarts) == sorted(LBS), f"Nginx restarted on {restarts}"
+    for name in LBS:
+        host = lab_host(name)
+        assert host.file(dropin).exists, name
+        assert host.check_output("systemctl show --property MainPID --value nginx") != pids[name], f"Nginx not restarted on {name}"
+        assert host.service("keepalived").is_running, journal(host, "keepalived")
+    assert len(holders()) == 1, holders()
+    assert result.requests > 500 and result.failures == [], result.summary()
 
 
 @pytest.mark.disruptive(60)
