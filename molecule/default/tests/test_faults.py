@@ -209,5 +209,15 @@ def test_stopped_app_host_fails_a_bounded_number_of_requests_then_none_and_rejoi
     assert len(settling) <= HOST_STOP_MAX_FAILED, result.summary()
     assert not after, [(round(s.start - stopped_at, 2), s.error or s.status) for s in after]
     assert result.requests > 1000, result.summary()
-    # The host came back with its firewall: nftables.service loaded the rule set at boot.
-    assert infra(victim).run("nft list table inet webapp").rc == 0
+    # The host came back with its firewall: nftables.service loaded the rule set at boot, before
+    # any instance's socket listened, and serves the release it had, with no Ansible run.
+    host = infra(victim)
+    assert host.run("nft list table inet webapp").rc == 0
+
+    def entered(unit: str) -> int:
+        return int(host.check_output(f"systemctl show --property ActiveEnterTimestampMonotonic --value {unit}"))
+
+    firewall = entered("nftables.service")
+    assert firewall > 0, "nftables.service did not run at boot"
+    for p in app_ports(victim):
+        assert 0 < firewall <= entered(f"webapp@{p}.socket"), f"webapp@{p}.socket listened before the firewall was loaded"

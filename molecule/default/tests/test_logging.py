@@ -495,6 +495,58 @@ def test_loki_outage_loses_no_marked_line(deployed, infra):
         assert not missing, f"{len(missing)} of {len(sent)} marked {service} lines lost in the outage: {missing[:10]}"
 
 
+@pytest.mark.disruptive(45)
+def test_a_rebooted_monitoring_host_keeps_its_data_and_gets_what_was_written_while_down(deployed, infra):
+    """mon1 powered off and on (lab/lab stop, start) with no Ansible run: it boots into Loki, its
+    gateway and Prometheus with the lines and samples from before, and the other hosts' Fluent
+    Bit delivers what was written while it was down."""
+    name = MONITORING[0]
+    prefix = f"reboot-{uuid.uuid4().hex[:12]}"
+    since = time.time_ns() - 5 * 10**9
+    send_marked(f"{prefix}-before")
+    assert wait_for(f'{{service="nginx"}} |= "{prefix}-before"', since, bool, 30), "the line before the reboot is not in Loki"
+    prometheus = f"http://{address(name)}:{port(name, 'prometheus_port')}/api/v1/query?"
+    before = time.time()
+    samples = f'count_over_time(up{{job="node"}}[2m])'
+
+    def node_samples(at: float) -> float:
+        answer = get(prometheus + urllib.parse.urlencode({"query": f"sum({samples})", "time": at}), timeout=10)
+        assert answer.status == 200, answer.body[:300]
+        result = json.loads(answer.body)["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    kept = node_samples(before)
+    assert kept > 0, "Prometheus has no node samples before the reboot"
+    lab = str(PROJECT / "lab" / "lab")
+    subprocess.run([lab, "stop", name], check=True, capture_output=True, timeout=120)
+    sent = []
+    try:
+        for i in range(20):
+            sent.append(f"{prefix}-down-{i:03d}")
+            send_marked(sent[-1])
+            time.sleep(0.5)
+    finally:
+        subprocess.run([lab, "start", name], check=True, capture_output=True, timeout=300)
+    wait_ready(name, timeout=180)
+    host = infra(name)
+    for unit in ("loki", "loki-gateway", "prometheus", "fluent-bit"):
+        assert host.service(unit).is_running, journal(host, unit)
+    assert host.run("nft list table inet webapp").rc == 0, "the firewall's rule set is not loaded after the boot"
+
+    def markers(found):
+        return {m for _, line in found for m in re.findall(re.escape(prefix) + r"-(?:before|down-\d{3})", line)}
+
+    want = {f"{prefix}-before", *sent}
+    for service in ("nginx", "webapp"):
+        found = wait_for(f'{{service="{service}"}} |= "{prefix}"', since, lambda f: markers(f) >= want, 180)
+        missing = sorted(want - markers(found))
+        assert not missing, f"{len(missing)} marked {service} lines missing after {name}'s reboot: {missing[:10]}"
+    deadline = time.monotonic() + 60
+    while node_samples(before) < kept and time.monotonic() < deadline:
+        time.sleep(2)  # Prometheus answers queries once it has replayed its write-ahead log
+    assert node_samples(before) == kept, f"Prometheus lost samples from before the reboot ({node_samples(before)} of {kept})"
+
+
 def test_fluent_bit_restart_repeats_no_line(deployed, infra):
     prefix = f"restart-{uuid.uuid4().hex[:12]}"
     since = time.time_ns() - 5 * 10**9
