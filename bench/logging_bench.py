@@ -8,9 +8,12 @@ Reports the median and the 99th percentile (nearest rank) over the samples.
 Sustained lines/s: one app host's instances get marked requests at a fixed rate, sent from
 the load balancer host (the only host besides the monitoring hosts the firewall lets reach
 them), for a fixed time; then Loki is asked how many of that step's app lines from that host
-it holds. Steps double the rate until a line is lost (or does not arrive within the catch-up
-time), or until the host cannot take the rate (the app, not the shipper, is the limit).
-Reports the highest rate with every line in Loki exactly once.
+it holds. Every hop is counted for each step: the app's marked lines in the host's journal,
+Fluent Bit's records in (its journald input) and out (its Loki output: sent, retried, dropped)
+on that host, and Loki's count; a loss is named by the first hop whose count falls short.
+Steps double the rate until a line is lost (or does not arrive within the catch-up time), or
+until the host cannot take the rate (the app, not the shipper, is the limit). Reports the
+highest rate with every line in Loki exactly once.
 
 Traffic goes only to the lab's hosts (LAB_NET), bounded in time and count.
 
@@ -136,13 +139,37 @@ print(json.dumps({"sent": total, "ok": state["ok"], "failed": state["failed"], "
 """
 
 
+# Runs on the app host: Fluent Bit's own counters (its monitoring API, on the host's internal address).
+_FLUENT_BIT_COUNTERS = r"""
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+    m = json.load(r)
+out = m["output"]["loki.0"]
+print(json.dumps({"in": sum(i["records"] for n, i in m["input"].items() if n.startswith("systemd")),
+                  "out": out["proc_records"], "retried": out["retried_records"], "dropped": out["dropped_records"]}))
+"""
+
+
+def fluent_bit_counters(app: str) -> dict[str, int]:
+    url = f"http://{lab.address(app)}:{lab.port(app, 'fluent_bit_http_port')}/api/v1/metrics"
+    return json.loads(lab.testinfra_host(app).check_output(f"python3 -c {shlex.quote(_FLUENT_BIT_COUNTERS)} {url}"))
+
+
+def journal_lines(app: str, prefix: str, since_s: float) -> int:
+    """The app's access lines of this step in the host's journal (what journald kept)."""
+    command = (f"journalctl --since @{since_s:.0f} --unit 'webapp@*' --output cat --no-pager "
+               f"| grep -c -F {shlex.quote(chr(34) + prefix + '-')} || true")
+    return int(lab.testinfra_host(app).check_output(command) or 0)
+
+
 def ship_step(loki: Loki, lb: str, app: str, rate: float, seconds: float, catch_up: float) -> dict:
-    """One step of the sustained test: sent, answered, in Loki, the rate achieved, the catch-up time."""
+    """One step of the sustained test: sent, answered, every hop's count, the rate achieved, the catch-up time."""
     targets = [[lab.address(app), p] for p in lab.app_ports(app)]
     for host, _ in targets:
         loadgen.check_target(f"http://{host}/", loadgen.lab_networks())
     prefix = f"ship-{uuid.uuid4().hex[:12]}"
     since = time.time_ns() - 10**9
+    before = fluent_bit_counters(app)
     remote = f"timeout {seconds + 60:.0f} python3 -c {shlex.quote(_GENERATOR)} {shlex.quote(json.dumps(targets))} {prefix} {rate} {seconds}"
     sent = json.loads(lab.testinfra_host(lb).check_output(remote))
     done = time.monotonic()
@@ -151,8 +178,51 @@ def ship_step(loki: Loki, lb: str, app: str, rate: float, seconds: float, catch_
     while stored < sent["ok"] and time.monotonic() - done < catch_up:
         time.sleep(1)
         stored = loki.count(query, since)
-    return {"rate": rate, **sent, "achieved": sent["ok"] / sent["wall"], "stored": stored,
+    after = fluent_bit_counters(app)
+    hops = {"journal": journal_lines(app, prefix, since / 1e9 - 1),
+            **{f"fluent_bit_{k}": after[k] - before[k] for k in after}}
+    return {"rate": rate, **sent, "achieved": sent["ok"] / sent["wall"], **hops, "stored": stored,
             "catch_up_s": time.monotonic() - done}
+
+
+def buffer_per_line(mon: str, lb: str, app: str, lines: int, rate: float) -> float:
+    """Bytes of Fluent Bit's disk buffer per app line: Loki stopped, `lines` marked requests sent
+    to `app`, the growth of its buffer folder measured, Loki started again (it then takes the
+    backlog). What fluent_bit_storage_total_limit_size holds follows from it."""
+    host, buffer = lab.testinfra_host(app), lab.role_defaults()["fluent_bit_storage_path"]
+
+    def size() -> int:
+        return int(host.check_output(f"du -sb {shlex.quote(buffer)} | cut -f1"))
+
+    targets = [[lab.address(app), p] for p in lab.app_ports(app)]
+    monitoring = lab.testinfra_host(mon)
+    monitoring.check_output("systemctl stop loki")
+    try:
+        empty = size()
+        remote = (f"timeout {lines / rate + 60:.0f} python3 -c {shlex.quote(_GENERATOR)} {shlex.quote(json.dumps(targets))} "
+                  f"buffer-{uuid.uuid4().hex[:12]} {rate} {lines / rate}")
+        sent = json.loads(lab.testinfra_host(lb).check_output(remote))
+        time.sleep(3)  # a flush interval: the last lines reach the buffer
+        grown = size() - empty
+    finally:
+        monitoring.check_output("systemctl start loki")
+    return grown / sent["ok"]
+
+
+def lost_at(step: dict) -> str:
+    """Where a step's missing lines went: the first hop whose count falls short of the answered requests."""
+    if step["journal"] < step["ok"]:
+        return f"journald kept {step['journal']} of {step['ok']} lines"
+    if step["fluent_bit_dropped"]:
+        return f"Fluent Bit dropped {step['fluent_bit_dropped']} records"
+    return f"Loki holds {step['stored']} of {step['ok']} lines (Fluent Bit sent {step['fluent_bit_out']})"
+
+
+def parse_size(text: str) -> int:
+    """A Fluent Bit size (1G, 512M, 64K, bytes) in bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = str(text).strip().upper().removesuffix("B")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -169,6 +239,8 @@ def main() -> int:
     parser.add_argument("--max-rate", type=float, default=3200, help="highest rate tried")
     parser.add_argument("--seconds", type=float, default=30, help="length of each sustained step")
     parser.add_argument("--catch-up", type=float, default=60, help="longest wait for a step's lines to reach Loki")
+    parser.add_argument("--buffer-lines", type=int, default=0,
+                        help="also measure Fluent Bit's disk buffer per line with Loki stopped for this many lines (0: no)")
     args = parser.parse_args()
     if args.samples < 1 or args.seconds <= 0 or args.seconds * args.max_rate > 200_000:
         raise SystemExit("bench: --samples at least 1, and at most 200000 requests in one step")
@@ -193,7 +265,7 @@ def main() -> int:
             limit = f"the app failed requests at {rate:.0f}/s"
             break
         if step["stored"] != step["ok"]:
-            limit = f"{step['ok'] - step['stored']} of {step['ok']} lines missing at {rate:.0f}/s"
+            limit = f"{step['ok'] - step['stored']} of {step['ok']} lines missing at {rate:.0f}/s: {lost_at(step)}"
             break
         best = step
         if step["achieved"] < 0.9 * rate:
@@ -201,6 +273,11 @@ def main() -> int:
             break
         rate *= 2
     print(f"bench: sustained rate limited by: {limit}", file=sys.stderr)
+    if args.buffer_lines:
+        per_line = buffer_per_line(mon, lb, app, args.buffer_lines, min(200.0, args.max_rate))
+        limit_bytes = lab.role_defaults()["fluent_bit_storage_total_limit_size"]
+        print(f"bench: Fluent Bit's disk buffer takes {per_line:.0f} bytes per app line; its limit "
+              f"({limit_bytes}) holds about {parse_size(limit_bytes) / per_line / 1e6:.1f} million lines", file=sys.stderr)
 
     header = ["logging", "samples", "latency p50 s", "latency p99 s", "lines/s shipped, none lost", "step s"]
     sustained = "-" if best is None else f"{best['achieved']:.0f} ({limit})"

@@ -17,7 +17,7 @@ DEFAULTS = {
     "app_base_port": 8000, "app_instances": 2, "app_spare_port": 8100, "node_exporter_port": 9100,
     "nginx_listen_port": 80, "nginx_tls_port": 443, "nginx_tls_certificate": "", "nginx_stub_status_port": 8080,
     "nginx_exporter_enabled": True, "nginx_exporter_port": 9113, "prometheus_port": 9090, "grafana_port": 3000,
-    "loki_http_port": 3100, "loki_gateway_push_username": "fluent-bit",
+    "loki_http_port": 3100, "loki_gateway_push_username": "fluent-bit", "fluent_bit_http_port": 2020,
 }
 
 
@@ -90,20 +90,22 @@ def names(table):
 def test_services_of_each_kind_of_host():
     hostvars, groups = fleet()
     assert names(services(hostvars, groups, "app1", DEFAULTS)) == [
-        "node_exporter", "app instance 8000", "app instance 8001", "app pre-check"]
+        "node_exporter", "fluent_bit", "app instance 8000", "app instance 8001", "app pre-check"]
     assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
-        "node_exporter", "nginx http", "vrrp", "nginx stub_status", "nginx exporter"]
-    assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "prometheus", "grafana", "loki"]
+        "node_exporter", "fluent_bit", "nginx http", "vrrp", "nginx stub_status", "nginx exporter"]
+    assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "fluent_bit", "prometheus", "grafana",
+                                                                   "loki"]
+    assert services(hostvars, groups, "app1", DEFAULTS)[1] == {"name": "fluent_bit", "port": 2020, "from": ["monitoring"]}
     loki = services(hostvars, groups, "mon1", DEFAULTS)[-1]
     assert loki == {"name": "loki", "port": 3100, "from": ["all", "admin"]}
 
 
 def test_services_follow_the_inventorys_switches():
     hostvars, groups = fleet(lb1={"nginx_tls_certificate": "/etc/ssl/lb.pem", "nginx_exporter_enabled": False},
-                             mon1={"grafana_enabled": "false", "loki_enabled": False})
+                             mon1={"grafana_enabled": "false", "loki_enabled": False, "fluent_bit_enabled": "false"})
     groups["lb"] = ["lb1"]
     assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
-        "node_exporter", "nginx http", "nginx https", "nginx stub_status"]
+        "node_exporter", "fluent_bit", "nginx http", "nginx https", "nginx stub_status"]
     assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "prometheus"]
 
 
@@ -120,8 +122,8 @@ def test_firewall_rules_turn_sources_into_addresses():
     hostvars, groups = fleet()
     table = services(hostvars, groups, "app1", DEFAULTS)
     rules = firewall_rules(table, hostvars, groups, ["198.51.100.0/24"])
-    assert [r["name"] for r in rules] == ["node_exporter", "app instance 8000", "app instance 8001"]  # pre-check: loopback only
-    assert rules[1] == {"name": "app instance 8000", "protocol": "tcp", "port": 8000, "from_any": False,
+    assert [r["name"] for r in rules] == ["node_exporter", "fluent_bit", "app instance 8000", "app instance 8001"]  # pre-check: loopback only
+    assert rules[2] == {"name": "app instance 8000", "protocol": "tcp", "port": 8000, "from_any": False,
                         "sources": ["192.0.2.11", "192.0.2.12", "192.0.2.15"]}
     mon = {r["name"]: r for r in firewall_rules(services(hostvars, groups, "mon1", DEFAULTS), hostvars, groups,
                                                  ["198.51.100.0/24"])}
@@ -142,9 +144,15 @@ def test_a_service_nobody_may_reach_gets_no_rule_and_sources_are_unique():
 
 
 def test_scrape_jobs_label_every_target():
-    hostvars, groups = fleet(lb2={"nginx_exporter_enabled": False}, app2={"app_instances": 1})
-    jobs = {j["job_name"]: j["targets"] for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)}
-    assert list(jobs) == ["node", "app", "nginx", "prometheus"]
+    hostvars, groups = fleet(lb2={"nginx_exporter_enabled": False, "fluent_bit_enabled": False}, app2={"app_instances": 1})
+    found = scrape_jobs(hostvars, groups, "lab", DEFAULTS)
+    jobs = {j["job_name"]: j["targets"] for j in found}
+    assert list(jobs) == ["node", "app", "nginx", "prometheus", "fluent_bit", "loki"]
+    assert [t["labels"]["instance"] for t in jobs["fluent_bit"]] == ["app1:2020", "app2:2020", "lb1:2020", "mon1:2020"]
+    assert jobs["loki"] == [{"address": "192.0.2.15:3100",
+                             "labels": {"env": "lab", "group": "monitoring", "host": "mon1", "instance": "mon1:3100"}}]
+    paths = {j["job_name"]: j.get("metrics_path") for j in found}
+    assert paths["fluent_bit"] == "/api/v2/metrics/prometheus" and paths["node"] is None
     assert [t["labels"]["host"] for t in jobs["node"]] == ["app1", "app2", "lb1", "lb2", "mon1"]
     assert jobs["node"][0] == {"address": "192.0.2.13:9100",
                                "labels": {"env": "lab", "group": "app", "host": "app1", "instance": "app1:9100"}}
@@ -156,6 +164,9 @@ def test_scrape_jobs_label_every_target():
 def test_scrape_jobs_leave_out_jobs_without_targets():
     hostvars, groups = fleet()
     groups = {**groups, "lb": [], "all": ["app1", "app2", "mon1"]}
+    for host in ("app1", "app2", "mon1"):
+        hostvars[host]["fluent_bit_enabled"] = False
+    hostvars["mon1"]["loki_enabled"] = "no"
     assert [j["job_name"] for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)] == ["node", "app", "prometheus"]
 
 

@@ -115,7 +115,9 @@ def services(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seq
 
     Each entry: name, port (or protocol "vrrp", which has none), and "from": any, admin (the
     inventory's admin_networks), all (every host of the inventory), a group; empty: loopback only.
-    Loki: every host pushes its lines, admin_networks query them; Grafana reads it on its own host.
+    Loki (its gateway): every host pushes its lines, admin_networks query them, the monitoring hosts
+    scrape its metrics; Grafana reads Loki on its own host. Fluent Bit's monitoring API: the
+    monitoring hosts (Prometheus).
     """
     hv = hostvars[host]
 
@@ -123,6 +125,8 @@ def services(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seq
         return int(setting(hv, name, defaults))
 
     found: list[dict[str, Any]] = [{"name": "node_exporter", "port": port("node_exporter_port"), "from": ["monitoring"]}]
+    if _switch(hv, "fluent_bit_enabled"):
+        found.append({"name": "fluent_bit", "port": port("fluent_bit_http_port"), "from": ["monitoring"]})
     if host in _members(groups, "app"):
         for p in host_ports(hv, defaults):
             found.append({"name": f"app instance {p}", "port": p, "from": ["lb", "monitoring"]})
@@ -184,8 +188,12 @@ def _groups_of(groups: Mapping[str, Sequence[str]], host: str) -> list[str]:
 def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], env: str,
                 defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Prometheus's scrape jobs: every target of the inventory, labelled env, group, host and
-    instance (<host>:<port>). Jobs without a target are left out."""
-    jobs: dict[str, list[dict[str, Any]]] = {"node": [], "app": [], "nginx": [], "prometheus": []}
+    instance (<host>:<port>), and the path where it is not /metrics. Jobs without a target are
+    left out. Fluent Bit (every host that runs it) and Loki (through its gateway) are scraped
+    for the log path's own health: records dropped or retried, lines Loki refused."""
+    jobs: dict[str, list[dict[str, Any]]] = {"node": [], "app": [], "nginx": [], "prometheus": [], "fluent_bit": [],
+                                             "loki": []}
+    paths = {"fluent_bit": "/api/v2/metrics/prometheus"}
 
     def target(job: str, host: str, port: object, group: str | None = None) -> None:
         hv = hostvars[host]
@@ -203,7 +211,12 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
             target("nginx", host, setting(hv, "nginx_exporter_port", defaults), "lb")
         if host in _members(groups, "monitoring"):
             target("prometheus", host, setting(hv, "prometheus_port", defaults))
-    return [{"job_name": name, "targets": targets} for name, targets in jobs.items() if targets]
+            if _switch(hv, "loki_enabled"):
+                target("loki", host, setting(hv, "loki_http_port", defaults))
+        if _switch(hv, "fluent_bit_enabled"):
+            target("fluent_bit", host, setting(hv, "fluent_bit_http_port", defaults))
+    return [{"job_name": name, "targets": targets, **({"metrics_path": paths[name]} if name in paths else {})}
+            for name, targets in jobs.items() if targets]
 
 
 def loki_endpoint(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],

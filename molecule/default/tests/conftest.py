@@ -47,6 +47,7 @@ _ROLE_VARS = (
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
     "nginx_client_header_timeout", "nginx_log_field_max_length", "loki_gateway_query_username",
     "loki_gateway_push_username", "grafana_tls_certificate", "app_watchdog_sec",
+    "fluent_bit_http_port",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"

@@ -68,6 +68,8 @@ def expected() -> list[tuple[str, int, str, frozenset[str] | None]]:
     for h in hosts("all"):
         rows.append((h, port(h, "firewall_ssh_port"), "ssh", frozenset(admin)))
         rows.append((h, port(h, "node_exporter_port"), "node_exporter", frozenset(mon)))
+        fluent_bit = mon if hostvars(h)["fluent_bit_enabled"] else set()  # closed where Fluent Bit is not deployed
+        rows.append((h, port(h, "fluent_bit_http_port"), "fluent_bit", frozenset(fluent_bit)))
     for h in hosts("app"):
         rows += [(h, p, f"app instance {p}", frozenset(lb | mon)) for p in app_ports(h)]
     for h in hosts("lb"):
