@@ -445,11 +445,12 @@ def test_original_udp_json_datagram_reaches_loki(deployed, infra, name, to):
     since = time.time_ns()
     sent_to = host.check_output(f"python3 -c {shlex.quote(_SEND_UDP)} {shlex.quote(to)} {readme_port} {payload.hex()}")
     record = json.loads(payload)
-    found = wait_for(f'{{service="forward", host="{name}"}} | json | tag="{record["tag"]}"', since, bool, 30)
+    # The original task's query: its tag is the stream's job label.
+    found = wait_for(f'{{job="{record["tag"]}", host="{name}"}}', since, bool, 30)
     assert found, f"the datagram sent on {name} to {sent_to}:{readme_port} is not in Loki after 30 s"
     (labels, line), = found
-    assert labels["env"] == hostvars(name)["deploy_env"], labels
-    assert {k: v for k, v in json.loads(line).items() if k != "service"} == record, line
+    assert labels["env"] == hostvars(name)["deploy_env"] and labels["job"] == record["tag"], labels
+    assert {k: v for k, v in json.loads(line).items() if k not in ("service", "job")} == record, line
 
 
 def msgpack(value) -> bytes:
