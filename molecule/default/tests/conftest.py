@@ -187,17 +187,22 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5, met
 
 _GET_ON_HOST = """
 import json, sys, urllib.error, urllib.request
+url, timeout, method, headers, body = sys.argv[1], float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+request = urllib.request.Request(url, data=body.encode() or None, headers=headers, method=method)
 try:
-    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as r:
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         print(json.dumps([r.status, r.read().decode()]))
 except urllib.error.HTTPError as e:
     print(json.dumps([e.code, e.read().decode(errors="replace")]))
 """
 
 
-def get_from(name: str, url: str, timeout: float = 5) -> Answer:
-    """GET url from the lab host `name`, for ports the firewall opens to some hosts only."""
-    result = testinfra_host(name).run(f"python3 -c {shlex.quote(_GET_ON_HOST)} {shlex.quote(url)} {timeout}")
+def get_from(name: str, url: str, timeout: float = 5, method: str = "GET", headers: dict[str, str] | None = None,
+             body: str = "") -> Answer:
+    """A request (GET unless `method` says otherwise) from the lab host `name`, for ports the firewall
+    opens to some hosts only."""
+    args = [url, str(timeout), method, json.dumps(headers or {}), body]
+    result = testinfra_host(name).run(f"python3 -c {shlex.quote(_GET_ON_HOST)} " + " ".join(map(shlex.quote, args)))
     if result.rc != 0:
         return Answer(0, result.stderr.strip()[-500:], {})
     status, body = json.loads(result.stdout)
