@@ -13,22 +13,22 @@ from webapp.config import Config
 
 
 def test_requests_are_counted_by_method_route_and_status(client: FlaskClient) -> None:
-    before = sample("app_requests_total", method="GET", route="/", status="200")
+    before = sample("flask_http_request_total", method="GET", route="/", status="200")
     client.get("/")
-    assert sample("app_requests_total", method="GET", route="/", status="200") == before + 1
+    assert sample("flask_http_request_total", method="GET", route="/", status="200") == before + 1
 
 
 def test_unknown_paths_count_as_unmatched(client: FlaskClient) -> None:
-    before = sample("app_requests_total", method="GET", route="unmatched", status="404")
+    before = sample("flask_http_request_total", method="GET", route="unmatched", status="404")
     client.get("/no/such/page")
     client.get("/another/one")
-    assert sample("app_requests_total", method="GET", route="unmatched", status="404") == before + 2
+    assert sample("flask_http_request_total", method="GET", route="unmatched", status="404") == before + 2
 
 
 def test_odd_methods_are_one_label(client: FlaskClient) -> None:
-    before = sample("app_requests_total", method="other", route="unmatched", status="405")
+    before = sample("flask_http_request_total", method="other", route="unmatched", status="405")
     assert client.open("/", method="BREW").status_code == 405
-    assert sample("app_requests_total", method="other", route="unmatched", status="405") == before + 1
+    assert sample("flask_http_request_total", method="other", route="unmatched", status="405") == before + 1
 
 
 def test_server_errors_are_counted() -> None:
@@ -38,19 +38,19 @@ def test_server_errors_are_counted() -> None:
     def boom() -> str:
         raise RuntimeError("boom")
 
-    before = sample("app_requests_total", method="GET", route="/boom", status="500")
+    before = sample("flask_http_request_total", method="GET", route="/boom", status="500")
     assert app.test_client().get("/boom").status_code == 500
-    assert sample("app_requests_total", method="GET", route="/boom", status="500") == before + 1
+    assert sample("flask_http_request_total", method="GET", route="/boom", status="500") == before + 1
 
 
 def test_duration_histogram(client: FlaskClient) -> None:
     labels = {"method": "GET", "route": "/health"}
-    count = sample("app_request_duration_seconds_count", **labels)
-    inf = sample("app_request_duration_seconds_bucket", le="+Inf", **labels)
+    count = sample("flask_http_request_duration_seconds_count", **labels)
+    inf = sample("flask_http_request_duration_seconds_bucket", le="+Inf", **labels)
     client.get("/health")
-    assert sample("app_request_duration_seconds_count", **labels) == count + 1
-    assert sample("app_request_duration_seconds_bucket", le="+Inf", **labels) == inf + 1
-    assert sample("app_request_duration_seconds_sum", **labels) > 0
+    assert sample("flask_http_request_duration_seconds_count", **labels) == count + 1
+    assert sample("flask_http_request_duration_seconds_bucket", le="+Inf", **labels) == inf + 1
+    assert sample("flask_http_request_duration_seconds_sum", **labels) > 0
 
 
 def test_metrics_endpoint(client: FlaskClient) -> None:
@@ -59,9 +59,9 @@ def test_metrics_endpoint(client: FlaskClient) -> None:
     assert r.status_code == 200
     assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
     text = r.get_data(as_text=True)
-    assert 'app_requests_total{method="GET",route="/",status="200"}' in text
-    assert "# TYPE app_request_duration_seconds histogram" in text
-    assert 'app_request_duration_seconds_bucket{le="0.005",method="GET",route="/"}' in text
+    assert 'flask_http_request_total{method="GET",route="/",status="200"}' in text
+    assert "# TYPE flask_http_request_duration_seconds histogram" in text
+    assert 'flask_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/"}' in text
     assert f'app_build_info{{release="{RELEASE}",version="{__version__}"}} 1.0' in text
     assert "python_info" in text
 

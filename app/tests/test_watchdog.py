@@ -136,6 +136,6 @@ def test_the_probe_is_neither_counted_nor_logged_and_cannot_be_forged(capsys: py
 
     def health_count(text: str) -> float:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("app_requests_total{") and 'route="/health"' in line)
+                   if line.startswith("flask_http_request_total{") and 'route="/health"' in line)
 
     assert health_count(after) - health_count(before) == 1  # the forged one only

@@ -1,6 +1,7 @@
 """Prometheus metrics, on prometheus-client's default REGISTRY.
 
-The three metric objects below are the app's only module-level state; the
+The three metric objects below are the app's only module-level state (named as
+prometheus-flask-exporter names them: flask_http_request_total, flask_http_request_duration_seconds); the
 default REGISTRY also exports the process_* and python_* collectors.
 Label values are kept to a small set: the route is the URL rule ("/health"),
 never the raw path, and "unmatched" for requests no rule matched (404, 405).
@@ -15,10 +16,10 @@ UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 REQUESTS = Counter(
-    "app_requests", "HTTP requests answered.", ["method", "route", "status"],
+    "flask_http_request", "HTTP requests answered.", ["method", "route", "status"],
 )
 DURATION = Histogram(
-    "app_request_duration_seconds", "Time taken to answer an HTTP request.", ["method", "route"],
+    "flask_http_request_duration_seconds", "Time taken to answer an HTTP request.", ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 BUILD_INFO = Gauge(

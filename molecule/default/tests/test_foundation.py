@@ -66,7 +66,7 @@ def test_lb_returns_the_message(name):
 def test_internal_paths_are_not_reachable_through_lb(name, path):
     answer = get(lb_url(name, path))
     assert answer.status == 404
-    assert "app_requests_total" not in answer.body
+    assert "flask_http_request_total" not in answer.body
 
 
 @pytest.mark.parametrize("name", LBS)

@@ -134,3 +134,13 @@ def test_every_dashboard_query_returns_data(traffic, name):
     assert exprs, f"no PromQL expressions found in {DASHBOARDS}"
     empty = [f"{where}: {expr}" for where, expr in exprs if not query(name, substitute(expr))]
     assert not empty, "dashboard queries with no series:\n" + "\n".join(empty)
+
+
+@pytest.mark.parametrize("name", MONITORING)
+def test_the_original_prometheus_step_answers_as_typed(traffic, name):
+    """docs/monitoring.md's PromQL block (the original task's step, `flask_http_request_total`)
+    answers with a series of every app instance."""
+    blocks = re.findall(r"```promql\n(.+?)\n```", (PROJECT / "docs" / "monitoring.md").read_text(), re.S)
+    assert "flask_http_request_total" in blocks, f"docs/monitoring.md shows no `flask_http_request_total` step: {blocks}"
+    found = {r["metric"]["instance"] for r in query(name, "flask_http_request_total")}
+    assert found >= {f"{h}:{p}" for h, p in app_instances()}, found
