@@ -6,12 +6,11 @@ TLS tests and the Grafana runtime tests, where Grafana is deployed)."""
 from __future__ import annotations
 
 import configparser
-import json
 import subprocess
 
 import pytest
 
-from tests.conftest import BIN, ENV, ROOT
+from tests.conftest import BIN, ENV, ROOT, inventory
 from tests.test_repo import run_role
 
 
@@ -31,9 +30,7 @@ def good(tmp_path) -> dict:
 def grafana_ini(tmp_path, env: str) -> configparser.ConfigParser:
     """grafana.ini as the role writes it for the inventory's first monitoring host."""
     dest = tmp_path / f"grafana-{env}.ini"
-    host = json.loads(subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / env), "--list"],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, check=True).stdout)["monitoring"]["hosts"][0]
+    host = inventory(env)["monitoring"]["hosts"][0]
     proc = subprocess.run(
         [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / env), host, "--connection", "local", "-m", "ansible.builtin.template",
          "-a", f"src=roles/grafana/templates/grafana.ini.j2 dest={dest} mode=0600",
