@@ -17,6 +17,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -146,16 +147,26 @@ def services(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seq
             found.append({"name": "grafana", "port": port("grafana_port"), "from": [ADMIN]})
         if _switch(hv, "loki_enabled"):
             found.append({"name": "loki", "port": port("loki_http_port"), "from": ["all", ADMIN]})
+        if _switch(hv, "alertmanager_enabled"):
+            found.append({"name": "alertmanager", "port": port("alertmanager_port"), "from": [ADMIN, "monitoring"]})
+            if len(_members(groups, "monitoring")) > 1:
+                for protocol in ("tcp", "udp"):
+                    found.append({"name": f"alertmanager cluster {protocol}", "port": port("alertmanager_cluster_port"),
+                                  "protocol": protocol, "from": ["monitoring"]})
+        if _switch(hv, "blackbox_exporter_enabled"):
+            found.append({"name": "blackbox exporter", "port": port("blackbox_exporter_port"), "from": []})
     return found
 
 
 def port_clashes(table: Iterable[Mapping[str, Any]]) -> list[str]:
     """Ports more than one service of a host listens on, each as "port (service, service)"."""
-    by_port: dict[int, list[str]] = {}
+    by_port: dict[tuple[int, str], list[str]] = {}
     for service in table:
         if "port" in service:
-            by_port.setdefault(int(service["port"]), []).append(str(service["name"]))
-    return [f"{p} ({', '.join(names)})" for p, names in by_port.items() if len(names) > 1]
+            key = (int(service["port"]), str(service.get("protocol", "tcp")))
+            by_port.setdefault(key, []).append(str(service["name"]))
+    return [f"{p}{'' if proto == 'tcp' else '/' + proto} ({', '.join(names)})"
+            for (p, proto), names in by_port.items() if len(names) > 1]
 
 
 def firewall_rules(table: Iterable[Mapping[str, Any]], hostvars: Mapping[str, Mapping[str, Any]],
@@ -192,8 +203,8 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
     left out. Fluent Bit (every host that runs it) and Loki (through its gateway) are scraped
     for the log path's own health: records dropped or retried, lines Loki refused."""
     jobs: dict[str, list[dict[str, Any]]] = {"node": [], "app": [], "nginx": [], "prometheus": [], "fluent_bit": [],
-                                             "loki": []}
-    paths = {"fluent_bit": "/api/v2/metrics/prometheus"}
+                                             "loki": [], "alertmanager": [], "probe_public": [], "probe_lb": []}
+    paths = {"fluent_bit": "/api/v2/metrics/prometheus", "probe_public": "/probe", "probe_lb": "/probe"}
 
     def target(job: str, host: str, port: object, group: str | None = None) -> None:
         hv = hostvars[host]
@@ -213,10 +224,85 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
             target("prometheus", host, setting(hv, "prometheus_port", defaults))
             if _switch(hv, "loki_enabled"):
                 target("loki", host, setting(hv, "loki_http_port", defaults))
+            if _switch(hv, "alertmanager_enabled"):
+                target("alertmanager", host, setting(hv, "alertmanager_port", defaults))
         if _switch(hv, "fluent_bit_enabled"):
             target("fluent_bit", host, setting(hv, "fluent_bit_http_port", defaults))
+    monitoring = _members(groups, "monitoring")
+    if monitoring and _switch(hostvars[monitoring[0]], "blackbox_exporter_enabled"):
+        # Each Prometheus asks the exporter on its own host (it listens there only), with the
+        # probe's URL and module as the scrape's parameters.
+        hv = hostvars[monitoring[0]]
+        exporter = f"{setting(hv, 'blackbox_exporter_listen_address', defaults)}:{setting(hv, 'blackbox_exporter_port', defaults)}"
+        module = str(setting(hv, "blackbox_exporter_app_module", defaults))
+        for probe in probes(hostvars, groups, defaults):
+            jobs[probe["job"]].append({"address": exporter, "labels": {
+                "env": env, "group": "lb", "host": probe["host"], "instance": probe["url"],
+                "__param_target": probe["url"], "__param_module": module}})
     return [{"job_name": name, "targets": targets, **({"metrics_path": paths[name]} if name in paths else {})}
             for name, targets in jobs.items() if targets]
+
+
+def public_url(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+               defaults: Mapping[str, Any] | None = None) -> str:
+    """The URL the app's users reach it at: the inventory's public_url (on the load balancers), else
+    the floating address (or the one load balancer's address), over HTTPS when the load balancers
+    have a certificate.
+
+    `{{ hostvars | stack_public_url(groups) }}` -> "https://10.77.0.10/"
+    """
+    lbs = _members(groups, "lb")
+    if not lbs:
+        raise ValueError("no load balancer in the inventory: the public URL is theirs")
+    hv = hostvars[lbs[0]]
+    if str(hv.get("public_url") or ""):
+        return str(hv["public_url"])
+    address = str(hv.get("keepalived_virtual_address") or "") if floating_address(hv, groups) else ""
+    address = address or str(hv["internal_address"])
+    host = f"[{address}]" if ":" in address else address
+    if str(setting(hv, "nginx_tls_certificate", defaults)):
+        port, scheme, usual = int(setting(hv, "nginx_tls_port", defaults)), "https", 443
+    else:
+        port, scheme, usual = int(setting(hv, "nginx_listen_port", defaults)), "http", 80
+    return f"{scheme}://{host}{'' if port == usual else f':{port}'}/"
+
+
+def probes(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+           defaults: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """What the blackbox exporter probes: the public URL (job probe_public, host "public") and each
+    load balancer directly at its internal address (job probe_lb), with the public URL's scheme,
+    port and path."""
+    public = public_url(hostvars, groups, defaults)
+    found = [{"job": "probe_public", "host": "public", "url": public}]
+    parts = urlsplit(public)
+    for lb in _members(groups, "lb"):
+        address = str(hostvars[lb]["internal_address"])
+        host = f"[{address}]" if ":" in address else address
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        found.append({"job": "probe_lb", "host": lb, "url": urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))})
+    return found
+
+
+def alertmanagers(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+                  defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """Where Prometheus sends its alerts: the Alertmanager of every monitoring host, "address:port"."""
+    return [f"{hostvars[h]['internal_address']}:{setting(hostvars[h], 'alertmanager_port', defaults)}"
+            for h in _members(groups, "monitoring") if _switch(hostvars[h], "alertmanager_enabled")]
+
+
+def alertmanager_peers(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], host: str,
+                       defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """The other monitoring hosts' Alertmanagers, "address:cluster_port", that one gossips with (none with one host)."""
+    return [f"{hostvars[h]['internal_address']}:{setting(hostvars[h], 'alertmanager_cluster_port', defaults)}"
+            for h in _members(groups, "monitoring") if h != host and _switch(hostvars[h], "alertmanager_enabled")]
+
+
+def regex_literal(text: Any) -> str:
+    """A regular expression (RE2, Go's, as the blackbox exporter's) that matches `text` literally."""
+    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in str(text))
+
+
+_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 
 
 def loki_endpoint(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
@@ -279,5 +365,10 @@ class FilterModule:
             "stack_journald_units": journald_units,
             "stack_addresses": addresses,
             "stack_env_value": env_value,
+            "stack_public_url": public_url,
+            "stack_probes": probes,
+            "stack_alertmanagers": alertmanagers,
+            "stack_alertmanager_peers": alertmanager_peers,
+            "stack_regex_literal": regex_literal,
         }
 
