@@ -36,3 +36,19 @@ def inventory(env: str) -> dict:
         check=True, capture_output=True, text=True, env=ENV, cwd=ROOT,
     ).stdout
     return json.loads(out)
+
+
+def render(dest: Path, env: str, role: str, template: str, *extra: str, group: str = "monitoring") -> str:
+    """A role's template as the role writes it for the inventory's first host of `group`: the role's
+    defaults and constants, the inventory's group settings over them (the later -e wins), then
+    `extra` (-e arguments: vault values, overrides). Returns the file's text."""
+    host = inventory(env)[group]["hosts"][0]
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / env), host, "--connection", "local",
+         "-m", "ansible.builtin.template", "-a", f"src=roles/{role}/templates/{template} dest={dest} mode=0600",
+         "-e", f"@roles/{role}/defaults/main.yml", "-e", f"@roles/{role}/vars/main.yml",
+         "-e", f"@inventories/{env}/group_vars/{group}/main.yml", *extra,
+         "-e", "ansible_python_interpreter=" + str(BIN / "python")],
+        capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return dest.read_text()

@@ -3,13 +3,16 @@ compute from the inventory, on a small inventory written here."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
-    FilterModule, app_ports, firewall_rules, floating_address, instances, journald_units, loki_endpoint,
-    port_clashes, scrape_jobs, services, setting, upstreams,
+    FilterModule, alertmanager_peers, alertmanagers, app_ports, firewall_rules, floating_address, instances,
+    journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
+    upstreams,
 )
 import stack_filters
 
@@ -18,6 +21,8 @@ DEFAULTS = {
     "nginx_listen_port": 80, "nginx_tls_port": 443, "nginx_tls_certificate": "", "nginx_stub_status_port": 8080,
     "nginx_exporter_enabled": True, "nginx_exporter_port": 9113, "prometheus_port": 9090, "grafana_port": 3000,
     "loki_http_port": 3100, "loki_gateway_push_username": "fluent-bit", "fluent_bit_http_port": 2020,
+    "alertmanager_port": 9093, "alertmanager_cluster_port": 9094, "blackbox_exporter_port": 9115,
+    "blackbox_exporter_listen_address": "127.0.0.1", "blackbox_exporter_app_module": "webapp",
 }
 
 
@@ -94,15 +99,19 @@ def test_services_of_each_kind_of_host():
     assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
         "node_exporter", "fluent_bit", "nginx http", "vrrp", "nginx stub_status", "nginx exporter"]
     assert names(services(hostvars, groups, "mon1", DEFAULTS)) == ["node_exporter", "fluent_bit", "prometheus", "grafana",
-                                                                   "loki"]
+                                                                   "loki", "alertmanager", "blackbox exporter"]
     assert services(hostvars, groups, "app1", DEFAULTS)[1] == {"name": "fluent_bit", "port": 2020, "from": ["monitoring"]}
-    loki = services(hostvars, groups, "mon1", DEFAULTS)[-1]
-    assert loki == {"name": "loki", "port": 3100, "from": ["all", "admin"]}
+    mon = {s["name"]: s for s in services(hostvars, groups, "mon1", DEFAULTS)}
+    assert mon["loki"] == {"name": "loki", "port": 3100, "from": ["all", "admin"]}
+    assert mon["alertmanager"] == {"name": "alertmanager", "port": 9093, "from": ["admin", "monitoring"]}
+    # The prober listens on 127.0.0.1 only: in the table for the port-clash check, in no firewall rule.
+    assert mon["blackbox exporter"] == {"name": "blackbox exporter", "port": 9115, "from": []}
 
 
 def test_services_follow_the_inventorys_switches():
     hostvars, groups = fleet(lb1={"nginx_tls_certificate": "/etc/ssl/lb.pem", "nginx_exporter_enabled": False},
-                             mon1={"grafana_enabled": "false", "loki_enabled": False, "fluent_bit_enabled": "false"})
+                             mon1={"grafana_enabled": "false", "loki_enabled": False, "fluent_bit_enabled": "false",
+                                   "alertmanager_enabled": "no", "blackbox_exporter_enabled": False})
     groups["lb"] = ["lb1"]
     assert names(services(hostvars, groups, "lb1", DEFAULTS)) == [
         "node_exporter", "fluent_bit", "nginx http", "nginx https", "nginx stub_status"]
@@ -147,7 +156,8 @@ def test_scrape_jobs_label_every_target():
     hostvars, groups = fleet(lb2={"nginx_exporter_enabled": False, "fluent_bit_enabled": False}, app2={"app_instances": 1})
     found = scrape_jobs(hostvars, groups, "lab", DEFAULTS)
     jobs = {j["job_name"]: j["targets"] for j in found}
-    assert list(jobs) == ["node", "app", "nginx", "prometheus", "fluent_bit", "loki"]
+    assert list(jobs) == ["node", "app", "nginx", "prometheus", "fluent_bit", "loki", "alertmanager", "probe_public",
+                          "probe_lb"]
     assert [t["labels"]["instance"] for t in jobs["fluent_bit"]] == ["app1:2020", "app2:2020", "lb1:2020", "mon1:2020"]
     assert jobs["loki"] == [{"address": "192.0.2.15:3100",
                              "labels": {"env": "lab", "group": "monitoring", "host": "mon1", "instance": "mon1:3100"}}]
@@ -167,7 +177,71 @@ def test_scrape_jobs_leave_out_jobs_without_targets():
     for host in ("app1", "app2", "mon1"):
         hostvars[host]["fluent_bit_enabled"] = False
     hostvars["mon1"]["loki_enabled"] = "no"
+    hostvars["mon1"]["alertmanager_enabled"] = "no"
+    hostvars["mon1"]["blackbox_exporter_enabled"] = "no"
     assert [j["job_name"] for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)] == ["node", "app", "prometheus"]
+
+
+def test_port_clashes_are_per_protocol():
+    # Alertmanager's gossip uses one port over TCP and UDP: no clash; two TCP services on it are one.
+    assert port_clashes([{"name": "a tcp", "port": 9094}, {"name": "a udp", "port": 9094, "protocol": "udp"}]) == []
+    assert port_clashes([{"name": "a", "port": 9, "protocol": "udp"}, {"name": "b", "port": 9, "protocol": "udp"}]) == [
+        "9/udp (a, b)"]
+
+
+def test_alertmanagers_gossip_only_with_more_than_one_monitoring_host():
+    hostvars, groups = fleet()
+    assert alertmanagers(hostvars, groups, DEFAULTS) == ["192.0.2.15:9093"]
+    assert alertmanager_peers(hostvars, groups, "mon1", DEFAULTS) == []
+    assert "alertmanager cluster tcp" not in names(services(hostvars, groups, "mon1", DEFAULTS))
+    hostvars["mon2"] = {"internal_address": "192.0.2.16"}
+    groups = {**groups, "all": [*groups["all"], "mon2"], "monitoring": ["mon1", "mon2"]}
+    assert alertmanagers(hostvars, groups, DEFAULTS) == ["192.0.2.15:9093", "192.0.2.16:9093"]
+    assert alertmanager_peers(hostvars, groups, "mon1", DEFAULTS) == ["192.0.2.16:9094"]
+    gossip = [s for s in services(hostvars, groups, "mon1", DEFAULTS) if s["name"].startswith("alertmanager cluster")]
+    assert gossip == [{"name": "alertmanager cluster tcp", "port": 9094, "protocol": "tcp", "from": ["monitoring"]},
+                      {"name": "alertmanager cluster udp", "port": 9094, "protocol": "udp", "from": ["monitoring"]}]
+    hostvars["mon2"]["alertmanager_enabled"] = False
+    assert alertmanagers(hostvars, groups, DEFAULTS) == ["192.0.2.15:9093"]
+
+
+def test_the_public_url_is_the_inventorys_else_the_floating_address():
+    hostvars, groups = fleet(lb1={"keepalived_virtual_address": "192.0.2.10"})
+    assert public_url(hostvars, groups, DEFAULTS) == "http://192.0.2.10/"
+    hostvars["lb1"]["nginx_tls_certificate"] = "/etc/ssl/lb.pem"
+    assert public_url(hostvars, groups, DEFAULTS) == "https://192.0.2.10/"
+    hostvars["lb1"]["nginx_tls_port"] = 8443
+    assert public_url(hostvars, groups, DEFAULTS) == "https://192.0.2.10:8443/"
+    hostvars["lb1"]["public_url"] = "https://www.example.invalid/"
+    assert public_url(hostvars, groups, DEFAULTS) == "https://www.example.invalid/"
+    # One load balancer without a floating address: its own address.
+    hostvars, groups = fleet()
+    groups["lb"] = ["lb1"]
+    assert public_url(hostvars, groups, DEFAULTS) == "http://192.0.2.11/"
+    with pytest.raises(ValueError, match="no load balancer"):
+        public_url(hostvars, {**groups, "lb": []}, DEFAULTS)
+
+
+def test_probes_cover_the_public_url_and_each_load_balancer_at_its_address():
+    hostvars, groups = fleet(lb1={"keepalived_virtual_address": "192.0.2.10", "nginx_tls_certificate": "/x.pem",
+                                  "nginx_tls_port": 8443})
+    assert probes(hostvars, groups, DEFAULTS) == [
+        {"job": "probe_public", "host": "public", "url": "https://192.0.2.10:8443/"},
+        {"job": "probe_lb", "host": "lb1", "url": "https://192.0.2.11:8443/"},
+        {"job": "probe_lb", "host": "lb2", "url": "https://192.0.2.12:8443/"},
+    ]
+    jobs = {j["job_name"]: j for j in scrape_jobs(hostvars, groups, "lab", DEFAULTS)}
+    assert jobs["probe_public"]["metrics_path"] == "/probe"
+    assert jobs["probe_public"]["targets"] == [{"address": "127.0.0.1:9115", "labels": {
+        "env": "lab", "group": "lb", "host": "public", "instance": "https://192.0.2.10:8443/",
+        "__param_target": "https://192.0.2.10:8443/", "__param_module": "webapp"}}]
+    assert [t["labels"]["host"] for t in jobs["probe_lb"]["targets"]] == ["lb1", "lb2"]
+
+
+def test_a_regex_literal_matches_the_text_only():
+    for text in ["Hello, DevOps!", "a.b*c (d) [e] {f} ^g$ h|i \\ j?+", "Grüße"]:
+        assert re.fullmatch(regex_literal(text), text)
+    assert not re.fullmatch(regex_literal("a.b"), "axb")
 
 
 def test_a_host_in_no_group_is_labelled_ungrouped():
@@ -198,4 +272,5 @@ def test_the_filters_are_registered_under_their_names():
     registered = FilterModule().filters()
     assert {"app_ports", "stack_setting", "stack_services", "stack_firewall_rules", "stack_port_clashes",
             "stack_scrape_jobs", "stack_upstreams", "stack_loki_endpoint", "stack_journald_units",
-            "stack_addresses", "stack_instances", "stack_floating_address"} <= set(registered)
+            "stack_addresses", "stack_instances", "stack_floating_address", "stack_public_url", "stack_probes",
+            "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal"} <= set(registered)

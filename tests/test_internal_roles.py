@@ -55,7 +55,8 @@ def test_the_internal_roles_exist():
 
 
 # Every role that runs a service, and the units whose systemd side goes through systemd_service's run.
-SERVICE_ROLES = ["fluent_bit", "grafana", "keepalived", "loki", "loki_gateway", "nginx", "node_exporter", "prometheus"]
+SERVICE_ROLES = ["alertmanager", "blackbox_exporter", "fluent_bit", "grafana", "keepalived", "local_mail", "loki", "loki_gateway",
+                 "nginx", "node_exporter", "prometheus"]
 
 
 def systemd_calls(role: str) -> list[tuple[str, dict]]:

@@ -150,10 +150,17 @@ def test_good_values_pass_the_argument_spec(tmp_path, role):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
 
+# Alertmanager's secrets (group_vars/monitoring/vault.yml of staging and production), which every
+# preflight run below gets unless its own -e says otherwise (a later -e wins).
+ALERTMANAGER_VAULT = ["-e", "vault_alertmanager_smtp_password=a-real-smtp-secret",
+                      "-e", "vault_alertmanager_webhook_url=https://pager.example.invalid/hooks/a-real-token"]
+
+
 def preflight(env: str, *args: str) -> subprocess.CompletedProcess[str]:
     """playbooks/preflight.yml against an inventory (a name, or a path): assertions only, no host is contacted."""
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / env), "playbooks/preflight.yml", *args],
+        [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / env), "playbooks/preflight.yml",
+         *ALERTMANAGER_VAULT, *args],
         capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT,
     )
 

@@ -6,11 +6,10 @@ TLS tests and the Grafana runtime tests, where Grafana is deployed)."""
 from __future__ import annotations
 
 import configparser
-import subprocess
 
 import pytest
 
-from tests.conftest import BIN, ENV, ROOT, inventory
+from tests.conftest import BIN, render
 from tests.test_repo import run_role
 
 
@@ -29,19 +28,10 @@ def good(tmp_path) -> dict:
 
 def grafana_ini(tmp_path, env: str) -> configparser.ConfigParser:
     """grafana.ini as the role writes it for the inventory's first monitoring host."""
-    dest = tmp_path / f"grafana-{env}.ini"
-    host = inventory(env)["monitoring"]["hosts"][0]
-    proc = subprocess.run(
-        [str(BIN / "ansible"), "-i", str(ROOT / "inventories" / env), host, "--connection", "local", "-m", "ansible.builtin.template",
-         "-a", f"src=roles/grafana/templates/grafana.ini.j2 dest={dest} mode=0600",
-         # The role's defaults, then the inventory's monitoring settings over them (the later -e wins).
-         "-e", "@roles/grafana/defaults/main.yml", "-e", "@roles/grafana/vars/main.yml",
-         "-e", f"@inventories/{env}/group_vars/monitoring/main.yml",
-         "-e", "vault_grafana_admin_password=a-real-secret-0123", "-e", "ansible_python_interpreter=" + str(BIN / "python")],
-        capture_output=True, text=True, env=ENV, cwd=ROOT)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    text = render(tmp_path / f"grafana-{env}.ini", env, "grafana", "grafana.ini.j2",
+                  "-e", "vault_grafana_admin_password=a-real-secret-0123")
     ini = configparser.ConfigParser(interpolation=None)
-    ini.read_string(dest.read_text())
+    ini.read_string(text)
     return ini
 
 

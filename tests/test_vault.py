@@ -19,7 +19,8 @@ from tests.conftest import BIN, ENV, ROOT, inventory
 PASSWORD = "a-test-vault-password"
 SECRET = "a-real-secret-0123"
 # Secrets with rules of their own (VRRP passwords are 1-8 characters).
-SECRETS = {"vault_keepalived_auth_password": "s3cr3t-8"}
+SECRETS = {"vault_keepalived_auth_password": "s3cr3t-8",
+           "vault_alertmanager_webhook_url": "https://pager.example.invalid/hooks/s3cr3t-token"}
 # No vault password from the caller's environment: these runs must work without one.
 BARE = {k: v for k, v in ENV.items() if not k.startswith(("ANSIBLE_VAULT", "ANSIBLE_ASK_VAULT"))}
 

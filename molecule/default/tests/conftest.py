@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,9 @@ _ROLE_VARS = (
     "fluent_bit_forward_port", "grafana_admin_user", "grafana_admin_password", "firewall_ssh_port",
     "nginx_client_header_timeout", "nginx_log_field_max_length", "loki_gateway_query_username",
     "loki_gateway_push_username", "grafana_tls_certificate", "app_watchdog_sec",
-    "fluent_bit_http_port",
+    "fluent_bit_http_port", "alertmanager_port", "alertmanager_smtp_smarthost", "local_mail_mailboxes",
+    "blackbox_exporter_port", "blackbox_exporter_listen_address", "blackbox_exporter_app_module",
+    "prometheus_alert_instance_down_for", "nginx_maintenance_message",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"
@@ -207,6 +210,18 @@ def get_from(name: str, url: str, timeout: float = 5, method: str = "GET", heade
         return Answer(0, result.stderr.strip()[-500:], {})
     status, body = json.loads(result.stdout)
     return Answer(status, body, {})
+
+
+def blackbox_probe(target: str, name: str = "") -> dict[str, float]:
+    """The blackbox exporter's probe of `target` with its app module (status 200 and the app's
+    message), asked on its monitoring host (it listens there only): the probe_* values."""
+    name = name or hosts("monitoring")[0]
+    v = hostvars(name)
+    url = (f"http://{v['blackbox_exporter_listen_address']}:{int(v['blackbox_exporter_port'])}/probe?"
+           + urllib.parse.urlencode({"module": v["blackbox_exporter_app_module"], "target": target}))
+    answer = get_from(name, url, timeout=15)
+    assert answer.status == 200, answer.body
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(probe_\w+) (\S+)$", answer.body, re.M)}
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:

@@ -30,6 +30,9 @@ SANDBOXED = [
     ("monitoring", "loki.service", 1.1),
     ("monitoring", "loki-gateway.service", 2.4),
     ("all", "fluent-bit.service", 1.8),
+    ("monitoring", "prometheus-alertmanager.service", 1.2),
+    ("monitoring", "prometheus-blackbox-exporter.service", 1.1),
+    ("monitoring", "postfix@-.service", 2.9),
 ]
 # Loki and Fluent Bit come only from their vendors' packages (LAB_LOKI_DEBS, LAB_FLUENT_BIT_DEBS).
 OPTIONAL = {"loki.service": "LAB_LOKI_DEBS", "loki-gateway.service": "LAB_LOKI_DEBS", "fluent-bit.service": "LAB_FLUENT_BIT_DEBS"}
