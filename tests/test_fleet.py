@@ -3,6 +3,7 @@ compute from the inventory, on a small inventory written here."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
-    FilterModule, alertmanager_peers, alertmanagers, app_ports, firewall_rules, floating_address, instances,
+    FilterModule, alertmanager_peers, alertmanagers, app_ports, deploy_marker, firewall_rules, floating_address, instances,
     journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
     upstreams,
 )
@@ -274,3 +275,32 @@ def test_the_filters_are_registered_under_their_names():
             "stack_scrape_jobs", "stack_upstreams", "stack_loki_endpoint", "stack_journald_units",
             "stack_addresses", "stack_instances", "stack_floating_address", "stack_public_url", "stack_probes",
             "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal"} <= set(registered)
+
+
+def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
+    # app1 switched (its current is read again after); app2 failed before its switch began.
+    hostvars = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r1", "to": "r2"}},
+                "app2": {"__app_current": "r1", "__app_target": "r2"}}
+    marker = deploy_marker(hostvars, ["app1", "app2"], "deploy", "ok", "alice", "staging", now_ns=1700000000000000000)
+    assert marker["changed"] is True
+    assert marker["line"] == {"event": "deploy", "release": "r2", "from": "r1", "by": "alice", "result": "ok",
+                              "hosts": ["app1", "app2"]}
+    [stream] = marker["push"]["streams"]
+    assert stream["stream"] == {"env": "staging", "service": "deploy"}
+    assert stream["values"] == [["1700000000000000000", json.dumps(marker["line"], sort_keys=True)]]
+
+
+def test_a_rollback_marker_reads_the_plan_and_a_run_that_moves_nothing_writes_none():
+    hostvars = {"app1": {"__app_current": "r2", "__app_plan": {"target": "r1"}},
+                "app2": {"__app_current": "r1", "__app_plan": {"target": "r1"}}}
+    marker = deploy_marker(hostvars, ["app1", "app2"], "rollback", "failed", "bob", "lab", now_ns=1)
+    assert marker["line"]["hosts"] == ["app1"] and marker["line"]["from"] == "r2" and marker["line"]["result"] == "failed"
+    still = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r2", "to": "r2"}}}
+    assert deploy_marker(still, ["app1"], "deploy", "ok", "bob", "lab")["changed"] is False
+
+
+def test_hosts_that_disagree_are_listed_and_wrong_values_refused():
+    hostvars = {"a": {"__app_current": "r1", "__app_target": "r3"}, "b": {"__app_current": "r2", "__app_target": "r3"}}
+    assert deploy_marker(hostvars, ["a", "b"], "deploy", "ok", "x", "lab")["line"]["from"] == ["r1", "r2"]
+    with pytest.raises(ValueError, match="a deploy or rollback that is ok or failed"):
+        deploy_marker(hostvars, ["a"], "release", "ok", "x", "lab")

@@ -383,6 +383,13 @@ def loki_targets() -> list[tuple[str, str]]:
     return found
 
 
+def loki_annotations() -> list[tuple[str, str]]:
+    """The dashboards' annotation queries on Loki (the deploy markers)."""
+    return [(f"{path.name}: {a.get('name')}", a["expr"]) for path in DASHBOARDS
+            for a in json.loads(path.read_text()).get("annotations", {}).get("list", [])
+            if (a.get("datasource") or {}).get("type") == "loki"]
+
+
 # The operator's page on logs, whose examples the tests run as written.
 LOGGING_DOC = ROOT / "docs" / "monitoring.md"
 
@@ -396,7 +403,7 @@ def parsed_logql() -> dict[str, dict]:
     node = shutil.which("node")
     assert node, "node is missing: ./stack deps installs nodejs and npm"
     assert (LOGQL / "node_modules" / "@grafana" / "lezer-logql").is_dir(), "run ./stack deps (npm ci in tests/logql)"
-    queries = [expr for _, expr in loki_targets()] + readme_logql()
+    queries = [expr for _, expr in loki_targets() + loki_annotations()] + readme_logql()
     result = subprocess.run([node, str(LOGQL / "parse.mjs")], input=json.dumps(queries), capture_output=True, text=True,
                             check=False, cwd=LOGQL)
     assert result.returncode == 0, result.stderr
@@ -434,3 +441,19 @@ def test_logql_is_a_stream_selector_over_shipped_labels(rendered, parsed_logql, 
     for label, op, value in matchers:
         if label == "service" and op == "=":
             assert value in services, f"{where}: no line has service={value!r} (services: {services})"
+
+
+def test_the_deploy_markers_are_annotations_that_parse_and_select_the_markers_labels(parsed_logql):
+    """The app dashboard's annotation query finds the lines deploy.yml and rollback.yml write
+    (stack_deploy_marker's stream labels), and is LogQL Grafana's grammar parses."""
+    import stack_filters
+
+    found = dict(loki_annotations())
+    assert "app.json: Deploys and rollbacks" in found, found
+    stream = stack_filters.deploy_marker({}, [], "deploy", "ok", "x", "lab", now_ns=1)["push"]["streams"][0]["stream"]
+    for where, expr in found.items():
+        parsed = parsed_logql[expr]
+        assert not parsed["errors"] and parsed["kind"] == "LogExpr", f"{where}: {parsed}"
+        matchers = {(label, op, value) for label, op, value in parsed["selectors"][0]}
+        assert ("service", "=", stream["service"]) in matchers, f"{where}: {matchers}"
+        assert {label for label, _, _ in matchers} <= set(stream), f"{where}: {matchers} beyond {stream}"

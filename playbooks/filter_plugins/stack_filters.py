@@ -14,6 +14,8 @@ hostvars templates a value when it is read).
 from __future__ import annotations
 
 import functools
+import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -347,6 +349,46 @@ def env_value(value: Any) -> str:
     return '"' + "".join("\\" + c if c in _ENV_ESCAPED else c for c in text) + '"'
 
 
+def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str], event: str, result: str, by: str,
+                  env: str, now_ns: int | None = None) -> dict[str, Any]:
+    """A deploy's or rollback's marker: one JSON line for Loki's push API (labels env and
+    service="deploy"; fields event, release, from, by, result, hosts), from the app role's facts
+    of each host: __app_switch (from, to) where its switch began, else what it planned
+    (__app_current, and __app_target of a deploy or __app_plan of a rollback: a run that failed
+    before switching). `changed` says whether any host goes to another release: a run that
+    changes none writes no marker. `release` and `from` are one id when the hosts agree, else a
+    sorted list.
+
+    `{{ hostvars | stack_deploy_marker(ansible_play_hosts_all, 'deploy', 'ok', app_marker_by, deploy_env) }}`
+    """
+    if event not in ("deploy", "rollback") or result not in ("ok", "failed"):
+        raise ValueError(f"a marker is a deploy or rollback that is ok or failed, not {event!r} {result!r}")
+    moved, targets, sources = [], set(), set()
+    for host in hosts:
+        hv = hostvars[host]
+        switch = hv.get("__app_switch") or {}
+        if switch:
+            before, target = str(switch.get("from") or ""), str(switch.get("to") or "")
+        else:
+            before = str(hv.get("__app_current") or "")
+            planned = (hv.get("__app_plan") or {}).get("target") if event == "rollback" else hv.get("__app_target")
+            target = str(planned or "")
+        if target and target != before:
+            moved.append(host)
+            targets.add(target)
+            sources.add(before)
+
+    def one(values: set[str]) -> str | list[str]:
+        return next(iter(values)) if len(values) == 1 else sorted(values)
+
+    line = {"event": event, "release": one(targets), "from": one(sources), "by": str(by), "result": result,
+            "hosts": moved}
+    stamp = str(time.time_ns() if now_ns is None else now_ns)
+    return {"changed": bool(moved), "line": line,
+            "push": {"streams": [{"stream": {"env": str(env), "service": "deploy"},
+                                  "values": [[stamp, json.dumps(line, sort_keys=True)]]}]}}
+
+
 class FilterModule:
     """Filters of this repository."""
 
@@ -370,5 +412,6 @@ class FilterModule:
             "stack_alertmanagers": alertmanagers,
             "stack_alertmanager_peers": alertmanager_peers,
             "stack_regex_literal": regex_literal,
+            "stack_deploy_marker": deploy_marker,
         }
 

@@ -20,6 +20,7 @@ import shlex
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -245,6 +246,19 @@ def loki_push_auth(name: str = "") -> dict[str, str]:
     """The gateway's push credentials, as Fluent Bit sends them."""
     v = hostvars(name or hosts("monitoring")[0])
     return basic_auth(v["loki_gateway_push_username"], v["vault_loki_push_password"])
+
+
+def deploy_markers(expr: str = "") -> list[dict]:
+    """The deploy and rollback markers in Loki of the last three hours, oldest first (each the JSON line
+    deploy.yml or rollback.yml wrote), read through the gateway with the query credentials;
+    `expr` another LogQL query of them (a dashboard's annotation)."""
+    env = hostvars(hosts("monitoring")[0])["deploy_env"]
+    query = urllib.parse.urlencode({"query": expr or f'{{service="deploy", env="{env}"}}', "limit": 1000,
+                                    "start": str(time.time_ns() - 3 * 3600 * 10**9), "direction": "forward"})
+    answer = get(loki_url(f"/loki/api/v1/query_range?{query}"), headers=loki_query_auth())
+    assert answer.status == 200, answer.body[:500]
+    values = [v for stream in json.loads(answer.body)["data"]["result"] for v in stream["values"]]
+    return [json.loads(line) for _, line in sorted(values, key=lambda v: int(v[0]))]
 
 
 def instance_health(name: str, port: int) -> dict | None:

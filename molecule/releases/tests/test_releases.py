@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, get, get_from, hosts, playbook, recap,
-                      testinfra_host as on_host)
+from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, deploy_markers, get, get_from, hosts, playbook,
+                      recap, testinfra_host as on_host)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
@@ -45,6 +45,15 @@ def new_release(name: str) -> dict[str, str]:
     STATE[name] = release["release_id"]
     STATE[f"{name}_artifact"] = release["artifact"]
     return release
+
+
+def assert_marker(event: str, release: str, before: str, result: str) -> None:
+    """The run just before wrote its marker to Loki: the newest one is this event, release, from and result."""
+    markers = deploy_markers()
+    assert markers, "no deploy marker in Loki"
+    newest = markers[-1]
+    assert (newest["event"], newest["release"], newest["from"], newest["result"]) == (event, release, before, result), markers[-3:]
+    assert newest["by"] and newest["hosts"], newest
 
 
 def health(host: str, port: int) -> dict:
@@ -173,6 +182,7 @@ def test_rolling_deploy_of_release_2_fails_no_request():
     assert_ok(proc)
     assert_no_failed_request(load)
     fleet_serves(STATE["r2"])
+    assert_marker("deploy", STATE["r2"], STATE["r1"], "ok")
 
 
 def test_redeploy_of_the_same_release_changes_nothing():
@@ -229,6 +239,7 @@ def test_unhealthy_release_is_rolled_back_automatically(broken_artifact, infra):
     assert all(current(h) == STATE["r2"] for h in hosts("app"))
     assert all(not infra(h).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists for h in rest), \
         "hosts after the failing one never tried the release"
+    assert_marker("deploy", STATE["broken"], STATE["r2"], "failed")
 
 
 def test_a_release_that_crashes_at_start_goes_back_failing_no_request(crashing_artifact, infra):
@@ -254,6 +265,7 @@ def test_rollback_returns_every_instance_to_release_1_failing_no_request():
     assert_ok(proc)
     assert_no_failed_request(load)
     fleet_serves(STATE["r1"])
+    assert_marker("rollback", STATE["r1"], STATE["r2"], "ok")
 
 
 def test_a_release_rolled_back_from_is_marked_on_every_host(infra):
