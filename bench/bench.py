@@ -14,6 +14,11 @@ load balancer, bounded in time.
 
     ./stack lab                       # a converged lab first
     .venv/bin/python bench/bench.py   # LAB_NAME / LAB_NET select the lab, as for lab/lab
+
+With --app-hosts 2 4 6 it measures how deploy and rollback grow with the fleet instead: for each
+count it grows the lab to that many app hosts (LAB_APP_HOSTS, lab/lab up), converges it with
+site.yml, times deploy and rollback on the idle lab (--rounds each) and prints a growth table:
+medians, and each as a ratio to the first count's.
 """
 
 from __future__ import annotations
@@ -195,6 +200,43 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def growth(opts: argparse.Namespace) -> int:
+    """Deploy and rollback medians for each app-host count, the lab grown to each in turn."""
+    rows, first = [], None
+    for count in opts.app_hosts:
+        os.environ["LAB_APP_HOSTS"] = str(count)
+        print(f"bench: growing the lab to {count} app hosts", file=sys.stderr)
+        subprocess.run([str(ROOT / "lab" / "lab"), "up"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        bench = Bench(opts)
+        bench.run("ansible-playbook", "site.yml")  # the new hosts converged, every host on one release
+        ping = statistics.median(bench.ping() for _ in range(opts.rounds))
+        done: dict[str, list[float]] = {"deploy": [], "rollback": []}
+        for n in range(1, opts.rounds + 1):
+            for op in done:
+                done[op].append(getattr(bench, op)()[0])
+                print(f"bench: {count} app hosts, round {n}: {op} {done[op][-1]:.1f} s", file=sys.stderr)
+        medians = {op: statistics.median(walls) for op, walls in done.items()}
+        first = first or medians
+        rows.append([str(count), f"{ping:.2f}", f"{medians['deploy']:.1f}", f"{medians['deploy'] / first['deploy']:.2f}",
+                     f"{medians['rollback']:.1f}", f"{medians['rollback'] / first['rollback']:.2f}"])
+    header = ["app hosts", "ping s", "deploy s", "deploy x first", "rollback s", "rollback x first"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for i, r in enumerate([header, *rows]):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print(f"medians of {opts.rounds} idle rounds each; forks {forks()}")
+    return 0
+
+
+def forks() -> str:
+    """The forks Ansible runs with (ANSIBLE_FORKS, else ansible.cfg's)."""
+    if os.environ.get("ANSIBLE_FORKS"):
+        return os.environ["ANSIBLE_FORKS"]
+    found = re.search(r"^forks\s*=\s*(\d+)", (ROOT / "ansible.cfg").read_text(), re.M)
+    return found.group(1) if found else "5"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -208,7 +250,11 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
                         help="the operations to time (default: all); no_change alone times what a no-change site.yml costs")
+    parser.add_argument("--app-hosts", type=int, nargs="+", metavar="N",
+                        help="a growth table instead: deploy and rollback with each number of app hosts, growing the lab")
     opts = parser.parse_args()
+    if opts.app_hosts:
+        return growth(opts)
     if not opts.idle_only and shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is missing (apt-get install wrk, or ./stack deps)")
 

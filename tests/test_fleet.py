@@ -11,7 +11,8 @@ import yaml
 
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
-    FilterModule, alertmanager_peers, alertmanagers, app_ports, deploy_marker, firewall_rules, floating_address, instances,
+    FilterModule, alertmanager_peers, alertmanagers, app_ports, batch_problems, batch_sizes, deploy_marker, firewall_rules,
+    deploy_serial, floating_address, instances, marker_host,
     journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
     upstreams,
 )
@@ -281,26 +282,71 @@ def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
     # app1 switched (its current is read again after); app2 failed before its switch began.
     hostvars = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r1", "to": "r2"}},
                 "app2": {"__app_current": "r1", "__app_target": "r2"}}
-    marker = deploy_marker(hostvars, ["app1", "app2"], "deploy", "ok", "alice", "staging", now_ns=1700000000000000000)
+    marker = deploy_marker(hostvars, ["app1", "app2"], "deploy", "ok", "alice")
     assert marker["changed"] is True
     assert marker["line"] == {"event": "deploy", "release": "r2", "from": "r1", "by": "alice", "result": "ok",
                               "hosts": ["app1", "app2"]}
-    [stream] = marker["push"]["streams"]
-    assert stream["stream"] == {"env": "staging", "service": "deploy"}
-    assert stream["values"] == [["1700000000000000000", json.dumps(marker["line"], sort_keys=True)]]
+    # One journal line: JSON has no raw newline.
+    assert marker["message"] == json.dumps(marker["line"], sort_keys=True) and "\n" not in marker["message"]
 
 
 def test_a_rollback_marker_reads_the_plan_and_a_run_that_moves_nothing_writes_none():
     hostvars = {"app1": {"__app_current": "r2", "__app_plan": {"target": "r1"}},
                 "app2": {"__app_current": "r1", "__app_plan": {"target": "r1"}}}
-    marker = deploy_marker(hostvars, ["app1", "app2"], "rollback", "failed", "bob", "lab", now_ns=1)
+    marker = deploy_marker(hostvars, ["app1", "app2"], "rollback", "failed", "bob")
     assert marker["line"]["hosts"] == ["app1"] and marker["line"]["from"] == "r2" and marker["line"]["result"] == "failed"
     still = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r2", "to": "r2"}}}
-    assert deploy_marker(still, ["app1"], "deploy", "ok", "bob", "lab")["changed"] is False
+    assert deploy_marker(still, ["app1"], "deploy", "ok", "bob")["changed"] is False
 
 
 def test_hosts_that_disagree_are_listed_and_wrong_values_refused():
     hostvars = {"a": {"__app_current": "r1", "__app_target": "r3"}, "b": {"__app_current": "r2", "__app_target": "r3"}}
-    assert deploy_marker(hostvars, ["a", "b"], "deploy", "ok", "x", "lab")["line"]["from"] == ["r1", "r2"]
+    assert deploy_marker(hostvars, ["a", "b"], "deploy", "ok", "x")["line"]["from"] == ["r1", "r2"]
     with pytest.raises(ValueError, match="a deploy or rollback that is ok or failed"):
-        deploy_marker(hostvars, ["a"], "release", "ok", "x", "lab")
+        deploy_marker(hostvars, ["a"], "release", "ok", "x")
+
+
+
+@pytest.mark.parametrize(("batches", "hosts", "sizes"), [
+    ([1, "100%"], 2, [1, 1]),
+    ([1, "100%"], 6, [1, 5]),
+    ([1, "25%", "100%"], 8, [1, 2, 5]),
+    (["25%"], 6, [1, 1, 1, 1, 1, 1]),
+    (["50%"], 4, [2, 2]),
+    ([2], 5, [2, 2, 1]),
+    ([10, "100%"], 3, [3]),
+])
+def test_batch_sizes_follow_ansibles_serial(batches, hosts, sizes):
+    assert batch_sizes(batches, hosts) == sizes
+
+
+@pytest.mark.parametrize(("batches", "words"), [
+    ([0, "100%"], "app_deploy_batches[0] must be a number of hosts"),
+    ([1, "150%"], "app_deploy_batches[1]"),
+    ([1, "half"], "is 'half'"),
+    ([True], "app_deploy_batches[0]"),
+    ([], "app_deploy_batches must be a list of at least one batch"),
+    ("1", "app_deploy_batches must be a list"),
+])
+def test_wrong_batches_are_refused_naming_the_variable(batches, words):
+    assert words in "; ".join(batch_problems(batches))
+    if isinstance(batches, list) and batches:
+        with pytest.raises(ValueError, match=r"app_deploy_batches"):
+            batch_sizes(batches, 4)
+
+
+
+def test_the_markers_go_to_the_first_monitoring_host():
+    _, groups = fleet()
+    assert marker_host({**groups, "monitoring": ["mon2", "mon1"]}) == "mon2"
+    with pytest.raises(ValueError, match="no monitoring host"):
+        marker_host({**groups, "monitoring": []})
+
+
+
+def test_the_deploy_serial_is_the_first_app_hosts_batches_else_the_default():
+    hostvars, groups = fleet(app1={"app_deploy_batches": [2, "50%"]})
+    assert deploy_serial(hostvars, groups, {"app_deploy_batches": [1, "100%"]}) == [2, "50%"]
+    assert deploy_serial({}, groups, {"app_deploy_batches": [1, "100%"]}) == [1, "100%"]
+    assert deploy_serial({}, {}, {"app_deploy_batches": [1, "100%"]}) == [1, "100%"]
+    assert deploy_serial({}, {}) == setting({}, "app_deploy_batches")

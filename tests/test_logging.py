@@ -257,10 +257,11 @@ def test_fluent_bit_config_is_rendered_for_every_host(rendered, env):
 
 @pytest.mark.parametrize("env", INVENTORIES)
 def test_fluent_bit_has_the_expected_inputs_per_group(rendered, env):
-    app, lb = set(hosts_of(env, "app")), set(hosts_of(env, "lb"))
+    app, lb, marker = set(hosts_of(env, "app")), set(hosts_of(env, "lb")), hosts_of(env, "monitoring")[0]
     for host, config in fluent_bit(rendered, env).items():
         names = sorted(i["name"] for i in config["pipeline"]["inputs"])
-        expected = sorted(["forward", "udp"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else []))
+        expected = sorted(["forward", "udp"] + (["systemd"] if host in app else []) + (["tail", "tail"] if host in lb else [])
+                          + (["systemd"] if host == marker else []))
         assert names == expected, host
 
 
@@ -268,7 +269,7 @@ def test_fluent_bit_has_the_expected_inputs_per_group(rendered, env):
 def test_fluent_bit_journald_filters_every_app_unit(rendered, env):
     inv = inventory(env)
     for host, config in fluent_bit(rendered, env).items():
-        for source in (i for i in config["pipeline"]["inputs"] if i["name"] == "systemd"):
+        for source in (i for i in config["pipeline"]["inputs"] if i["name"] == "systemd" and i["tag"] == "webapp.app"):
             filters = source["systemd_filter"]
             assert filters and all(re.fullmatch(r"_SYSTEMD_UNIT=webapp@\d+\.service", f) for f in filters), filters
             assert source.get("systemd_filter_type") == "or", "several units need an or filter"
@@ -276,6 +277,18 @@ def test_fluent_bit_journald_filters_every_app_unit(rendered, env):
             if "app_base_port" in vars_ and "app_instances" in vars_:
                 ports = app_ports(vars_["app_base_port"], vars_["app_instances"])
                 assert filters == [f"_SYSTEMD_UNIT=webapp@{p}.service" for p in ports], host
+
+
+@pytest.mark.parametrize("env", INVENTORIES)
+def test_only_the_marker_host_reads_the_deploy_markers_from_the_journals_start(rendered, env):
+    for host, config in fluent_bit(rendered, env).items():
+        markers = [i for i in config["pipeline"]["inputs"] if i["name"] == "systemd" and i["tag"] != "webapp.app"]
+        if host != hosts_of(env, "monitoring")[0]:
+            assert markers == [], host
+            continue
+        [source] = markers
+        assert source["systemd_filter"] == ["SYSLOG_IDENTIFIER=webapp-deploy"]
+        assert source["read_from_tail"] is False and source["db"] != "/var/lib/fluent-bit/journald.db"
 
 
 @pytest.mark.parametrize("env", INVENTORIES)
@@ -424,7 +437,7 @@ def test_there_are_log_panels_and_an_explore_query():
     assert readme_logql(), "docs/monitoring.md shows no ```logql block (the Explore query for the app's logs)"
 
 
-@pytest.mark.parametrize(("where", "expr"), loki_targets() + [("docs/monitoring.md", q) for q in readme_logql()],
+@pytest.mark.parametrize(("where", "expr"), loki_targets() + loki_annotations() + [("docs/monitoring.md", q) for q in readme_logql()],
                          ids=lambda v: str(v)[:50])
 def test_logql_is_a_stream_selector_over_shipped_labels(rendered, parsed_logql, where, expr):
     configs = fluent_bit(rendered, "lab")
@@ -443,17 +456,11 @@ def test_logql_is_a_stream_selector_over_shipped_labels(rendered, parsed_logql, 
             assert value in services, f"{where}: no line has service={value!r} (services: {services})"
 
 
-def test_the_deploy_markers_are_annotations_that_parse_and_select_the_markers_labels(parsed_logql):
-    """The app dashboard's annotation query finds the lines deploy.yml and rollback.yml write
-    (stack_deploy_marker's stream labels), and is LogQL Grafana's grammar parses."""
-    import stack_filters
-
-    found = dict(loki_annotations())
-    assert "app.json: Deploys and rollbacks" in found, found
-    stream = stack_filters.deploy_marker({}, [], "deploy", "ok", "x", "lab", now_ns=1)["push"]["streams"][0]["stream"]
-    for where, expr in found.items():
-        parsed = parsed_logql[expr]
-        assert not parsed["errors"] and parsed["kind"] == "LogExpr", f"{where}: {parsed}"
-        matchers = {(label, op, value) for label, op, value in parsed["selectors"][0]}
-        assert ("service", "=", stream["service"]) in matchers, f"{where}: {matchers}"
-        assert {label for label, _, _ in matchers} <= set(stream), f"{where}: {matchers} beyond {stream}"
+def test_the_deploy_markers_are_an_annotation_of_the_app_dashboard_over_what_the_marker_host_ships(rendered):
+    """The markers (roles/app's marker.yml, into the first monitoring host's journal) are shipped
+    as service="deploy" by that host's Fluent Bit only; the app dashboard's annotation selects them
+    (parsed, with the other queries, by test_logql_is_a_stream_selector_over_shipped_labels)."""
+    assert "app.json: Deploys and rollbacks" in dict(loki_annotations())
+    for env in INVENTORIES:
+        shipping = {host for host, config in fluent_bit(rendered, env).items() if "deploy" in service_values(config)}
+        assert shipping == {hosts_of(env, "monitoring")[0]}, (env, shipping)

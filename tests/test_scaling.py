@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, ENV, ROOT
-from tests.test_repo import run_role
+from tests.test_repo import LOKI_VAULT, preflight, run_role
 
 LOKI = shutil.which("loki", path=str(BIN))
 S3 = {"loki_storage": "s3", "loki_s3_endpoint": "minio.example.invalid:9000", "loki_s3_bucket": "webapp-logs",
@@ -81,3 +81,14 @@ def test_an_unknown_storage_kind_is_refused_by_the_argument_spec(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "loki_storage" in out and "gcs" in out, out[-3000:]
     assert "Validating arguments against arg spec" in out
+
+
+@pytest.mark.parametrize(("variables", "words"), [
+    ({"loki_storage": "gcs"}, ['loki_storage must be filesystem or s3 (is "gcs")']),
+    ({"loki_storage": "s3"}, ['loki_s3_bucket (is "")', "vault_loki_s3_secret_access_key"]),
+])
+def test_site_preflight_refuses_bad_storage_before_any_change(variables, words):
+    proc = preflight("staging", "-e", "vault_grafana_admin_password=x", *LOKI_VAULT, "-e", json.dumps(variables))
+    assert proc.returncode != 0
+    for word in words:
+        assert word in proc.stdout, proc.stdout[-3000:]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -349,17 +348,16 @@ def env_value(value: Any) -> str:
     return '"' + "".join("\\" + c if c in _ENV_ESCAPED else c for c in text) + '"'
 
 
-def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str], event: str, result: str, by: str,
-                  env: str, now_ns: int | None = None) -> dict[str, Any]:
-    """A deploy's or rollback's marker: one JSON line for Loki's push API (labels env and
-    service="deploy"; fields event, release, from, by, result, hosts), from the app role's facts
-    of each host: __app_switch (from, to) where its switch began, else what it planned
-    (__app_current, and __app_target of a deploy or __app_plan of a rollback: a run that failed
-    before switching). `changed` says whether any host goes to another release: a run that
-    changes none writes no marker. `release` and `from` are one id when the hosts agree, else a
-    sorted list.
+def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str], event: str, result: str,
+                  by: str) -> dict[str, Any]:
+    """A deploy's or rollback's marker: one JSON line (event, release, from, by, result, hosts),
+    from the app role's facts of each host: __app_switch (from, to) where its switch began, else
+    what it planned (__app_current, and __app_target of a deploy or __app_plan of a rollback: a
+    run that failed before switching). `changed` says whether any host goes to another release:
+    a run that changes none writes no marker. `release` and `from` are one id when the hosts
+    agree, else a sorted list.
 
-    `{{ hostvars | stack_deploy_marker(ansible_play_hosts_all, 'deploy', 'ok', app_marker_by, deploy_env) }}`
+    `{{ hostvars | stack_deploy_marker(ansible_play_batch, 'deploy', 'ok', app_marker_by) }}`
     """
     if event not in ("deploy", "rollback") or result not in ("ok", "failed"):
         raise ValueError(f"a marker is a deploy or rollback that is ok or failed, not {event!r} {result!r}")
@@ -383,10 +381,62 @@ def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str
 
     line = {"event": event, "release": one(targets), "from": one(sources), "by": str(by), "result": result,
             "hosts": moved}
-    stamp = str(time.time_ns() if now_ns is None else now_ns)
-    return {"changed": bool(moved), "line": line,
-            "push": {"streams": [{"stream": {"env": str(env), "service": "deploy"},
-                                  "values": [[stamp, json.dumps(line, sort_keys=True)]]}]}}
+    return {"changed": bool(moved), "line": line, "message": json.dumps(line, sort_keys=True)}
+
+
+def marker_host(groups: Mapping[str, Sequence[str]]) -> str:
+    """The host whose journal gets the deploy and rollback markers, and whose Fluent Bit ships them:
+    the first monitoring host (Loki's)."""
+    monitoring = _members(groups, "monitoring")
+    if not monitoring:
+        raise ValueError("no monitoring host in the inventory: the deploy markers go to the first one")
+    return monitoring[0]
+
+
+def deploy_serial(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+                  defaults: Mapping[str, Any] | None = None) -> list[Any]:
+    """The deploy's serial: app_deploy_batches of the first app host (where the inventory's
+    group_vars put it), else the app role's default - also where there is no host at all, as
+    when a play's keywords are checked without an inventory (--syntax-check, ansible-lint).
+
+    `{{ (hostvars | default({})) | stack_deploy_serial(groups) }}` -> [1, "100%"]
+    """
+    app = _members(groups, "app")
+    host_vars = hostvars.get(app[0], {}) if app else {}
+    return list(setting(host_vars, "app_deploy_batches", defaults))
+
+
+def batch_problems(batches: Any) -> list[str]:
+    """What is wrong with app_deploy_batches (playbooks/deploy.yml's serial), naming it; [] when nothing is."""
+    if not isinstance(batches, (list, tuple)) or not batches:
+        return [f"app_deploy_batches must be a list of at least one batch, is {batches!r}"]
+    found = []
+    for i, batch in enumerate(batches):
+        text = str(batch).strip()
+        if isinstance(batch, bool) or not (text.isdigit() and int(text) >= 1
+                                           or text.endswith("%") and text[:-1].isdigit() and 1 <= int(text[:-1]) <= 100):
+            found.append(f"app_deploy_batches[{i}] must be a number of hosts (1 or more) or a percentage (1%-100%), is {batch!r}")
+    return found
+
+
+def batch_sizes(batches: Sequence[Any], hosts: int) -> list[int]:
+    """The batches Ansible runs for `hosts` app hosts with app_deploy_batches as serial: a
+    percentage of all the hosts rounded down (at least 1), the last batch repeated until every
+    host had its turn. The largest is the forks a deploy needs.
+
+    `{{ app_deploy_batches | stack_batch_sizes(groups['app'] | length) }}` -> [1, 3]
+    """
+    problems = batch_problems(list(batches))
+    if problems:
+        raise ValueError("; ".join(problems))
+    sizes, left, i = [], int(hosts), 0
+    while left > 0:
+        text = str(batches[min(i, len(batches) - 1)]).strip()
+        size = max(1, int(hosts) * int(text[:-1]) // 100) if text.endswith("%") else int(text)
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+        i += 1
+    return sizes
 
 
 class FilterModule:
@@ -413,5 +463,9 @@ class FilterModule:
             "stack_alertmanager_peers": alertmanager_peers,
             "stack_regex_literal": regex_literal,
             "stack_deploy_marker": deploy_marker,
+            "stack_marker_host": marker_host,
+            "stack_deploy_serial": deploy_serial,
+            "stack_batch_problems": batch_problems,
+            "stack_batch_sizes": batch_sizes,
         }
 

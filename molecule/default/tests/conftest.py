@@ -250,8 +250,9 @@ def loki_push_auth(name: str = "") -> dict[str, str]:
 
 def deploy_markers(expr: str = "") -> list[dict]:
     """The deploy and rollback markers in Loki of the last three hours, oldest first (each the JSON line
-    deploy.yml or rollback.yml wrote), read through the gateway with the query credentials;
-    `expr` another LogQL query of them (a dashboard's annotation)."""
+    deploy.yml or rollback.yml wrote into the first monitoring host's journal, shipped by its Fluent
+    Bit), read through the gateway with the query credentials; `expr` another LogQL query of them
+    (a dashboard's annotation)."""
     env = hostvars(hosts("monitoring")[0])["deploy_env"]
     query = urllib.parse.urlencode({"query": expr or f'{{service="deploy", env="{env}"}}', "limit": 1000,
                                     "start": str(time.time_ns() - 3 * 3600 * 10**9), "direction": "forward"})

@@ -24,6 +24,7 @@ def expected_targets() -> list[tuple[str, str]]:
     targets += [("app", f"{h}:{p}") for h, p in app_instances()]
     targets += [("nginx", f"{h}:{port(h, 'nginx_exporter_port')}") for h in hosts("lb")]
     targets += [("prometheus", f"{h}:{port(h, 'prometheus_port')}") for h in MONITORING]
+    targets += [("alertmanager", f"{h}:{port(h, 'alertmanager_port')}") for h in MONITORING]
     return targets
 
 
