@@ -12,7 +12,7 @@ import yaml
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
     FilterModule, alertmanager_peers, alertmanagers, app_ports, batch_problems, batch_sizes, deploy_marker, firewall_rules,
-    deploy_serial, floating_address, instances, marker_host,
+    deploy_serial, floating_address, instances, marker_host, probe_address,
     journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
     upstreams,
 )
@@ -350,3 +350,9 @@ def test_the_deploy_serial_is_the_first_app_hosts_batches_else_the_default():
     assert deploy_serial({}, groups, {"app_deploy_batches": [1, "100%"]}) == [1, "100%"]
     assert deploy_serial({}, {}, {"app_deploy_batches": [1, "100%"]}) == [1, "100%"]
     assert deploy_serial({}, {}) == setting({}, "app_deploy_batches")
+
+
+@pytest.mark.parametrize(("listen", "probe"), [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("", "127.0.0.1"),
+                                               (None, "127.0.0.1"), ("10.0.0.4", "10.0.0.4"), ("127.0.0.1", "127.0.0.1")])
+def test_a_service_on_every_address_is_probed_on_loopback(listen, probe):
+    assert probe_address(listen) == probe

@@ -298,6 +298,16 @@ def alertmanager_peers(hostvars: Mapping[str, Mapping[str, Any]], groups: Mappin
             for h in _members(groups, "monitoring") if h != host and _switch(hostvars[h], "alertmanager_enabled")]
 
 
+def probe_address(listen: Any) -> str:
+    """Where the host itself reaches a service that listens on `listen`: loopback for a wildcard
+    (or no address), else that address.
+
+    `{{ prometheus_listen_address | stack_probe_address }}` -> "127.0.0.1" for "0.0.0.0"
+    """
+    text = str(listen or "").strip()
+    return "127.0.0.1" if text in ("", "0.0.0.0", "::", "*", "[::]") else text
+
+
 def regex_literal(text: Any) -> str:
     """A regular expression (RE2, Go's, as the blackbox exporter's) that matches `text` literally."""
     return "".join("\\" + c if c in _RE2_SPECIAL else c for c in str(text))
@@ -462,6 +472,7 @@ class FilterModule:
             "stack_alertmanagers": alertmanagers,
             "stack_alertmanager_peers": alertmanager_peers,
             "stack_regex_literal": regex_literal,
+            "stack_probe_address": probe_address,
             "stack_deploy_marker": deploy_marker,
             "stack_marker_host": marker_host,
             "stack_deploy_serial": deploy_serial,
