@@ -78,6 +78,16 @@ def test_lock_is_given_back_only_by_its_run(tmp_path, capsys):
     assert res["changed"] and not os.path.exists(path)
 
 
+def test_giving_the_lock_back_removes_the_runs_notes_only_when_the_run_holds_it(tmp_path, capsys):
+    path, note, gone = str(tmp_path / "release.lock"), tmp_path / "rollback.json", str(tmp_path / "never-there")
+    note.write_text("{}")
+    run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "state": "absent", "remove": [str(note)]}, capsys)
+    assert not res["changed"] and note.exists() and os.path.exists(path)
+    _, res = run(webapp_lock, {"path": path, "owner": owner("a"), "state": "absent", "remove": [str(note), gone]}, capsys)
+    assert res["changed"] and not note.exists() and not os.path.exists(path)
+
+
 def test_lock_waits_for_its_holder_to_give_it_back(tmp_path, capsys):
     path = str(tmp_path / "release.lock")
     run(webapp_lock, {"path": path, "owner": owner("a")}, capsys)
@@ -429,6 +439,73 @@ def test_check_mode_neither_switches_nor_restarts(host, capsys):
                   capsys)
     assert rc == 0 and res["changed"] and res["switched"]
     assert os.readlink(host["link"]) == str(host["releases"] / "good") and restarts(host["calls"]) == []
+
+
+# --- webapp_instances: the pre-check on the spare port ----------------------------------------
+
+@pytest.fixture
+def spare(tmp_path, monkeypatch):
+    """The spare port's stand-in instance, and a stand-in for systemctl and journalctl: starting
+    candidate@<release>.service makes it serve that release (500 for "broken"); one pre-check of an
+    interrupted run is still listed as running."""
+    for name in ("next", "broken"):
+        (tmp_path / name).mkdir()
+    inst = Instance()
+    inst.broken = True  # nothing serves the spare port until a start
+    calls: list[list[str]] = []
+
+    def stand_in(cmd, **kwargs):
+        calls.append(list(cmd))
+        out = ""
+        if cmd[:2] == ["systemctl", "list-units"]:
+            out = "webapp-candidate@old.service loaded active running webapp pre-check\n"
+        elif cmd[:2] == ["systemctl", "start"]:
+            inst.release = cmd[2].split("@")[1].removesuffix(".service")
+            inst.broken = inst.release == "broken"
+        elif cmd[:2] == ["systemctl", "stop"]:
+            inst.broken = True
+        elif cmd[0] == "journalctl":
+            out = "Traceback: the release cannot start\n"
+        return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", stand_in)
+    yield {"calls": calls, "inst": inst, "args": {
+        "address": "127.0.0.1", "ports": [inst.port], "candidate": "webapp-candidate", "releases_dir": str(tmp_path),
+        "fallback": "good", "wait": 0.5, "interval": 0.05, "host": "app1"}}
+    inst.shutdown()
+
+
+def systemctl_calls(calls: list[list[str]]) -> list[str]:
+    return [f"{c[1]} {c[2]}" for c in calls if c[0] == "systemctl" and c[1] in ("start", "stop")]
+
+
+def test_a_precheck_stops_a_left_over_one_starts_the_release_and_stops_it(spare, capsys):
+    rc, res = run(webapp_instances, {**spare["args"], "release": "next"}, capsys)
+    assert rc == 0, res
+    assert res["leftovers"] == ["webapp-candidate@old.service"] and res["stale"] == []
+    assert res["instances"][0]["release"] == "next"
+    assert systemctl_calls(spare["calls"]) == ["stop webapp-candidate@old.service", "start webapp-candidate@next.service",
+                                               "stop webapp-candidate@next.service"]
+
+
+def test_a_release_that_fails_its_precheck_is_marked_failed_and_named_with_its_journal(spare, tmp_path, capsys):
+    rc, res = run(webapp_instances, {**spare["args"], "release": "broken"}, capsys)
+    assert rc == 1
+    assert res["msg"].startswith(f"Release broken did not answer its health endpoint on 127.0.0.1:{spare['inst'].port} "
+                                 "on app1 within 0.5 s (health: answered 500)")
+    assert "current is still good" in res["msg"] and "the release cannot start" in res["msg"]
+    assert (tmp_path / "broken" / ".failed").read_text().startswith("pre-check on 127.0.0.1")
+    assert systemctl_calls(spare["calls"])[-1] == "stop webapp-candidate@broken.service"  # stopped all the same
+
+
+def test_a_precheck_in_check_mode_starts_nothing(spare, capsys):
+    rc, res = run(webapp_instances, {**spare["args"], "release": "next", "_ansible_check_mode": True}, capsys)
+    assert rc == 0 and res["changed"] and systemctl_calls(spare["calls"]) == []
+
+
+def test_a_precheck_needs_one_port_a_release_and_a_wait(spare, capsys):
+    rc, res = run(webapp_instances, {**spare["args"], "release": "next", "wait": 0}, capsys)
+    assert rc == 1 and "candidate needs release, releases_dir, wait and one port" in res["msg"]
 
 
 def test_the_link_is_swapped_atomically(tmp_path):

@@ -235,8 +235,8 @@ def test_unhealthy_release_is_stopped_by_the_precheck(broken_artifact, infra):
     assert infra(first).file(f"{BASE}/releases/{STATE['broken']}/.failed").exists
     # The install play put the release on every host at once; only the first batch tried it.
     assert all(current(h) == STATE["r2"] for h in rest), "hosts after the failing one must not switch"
-    assert "TASK [app : Start on the spare port release" in proc.stdout
-    assert all(f"[{h}]" not in proc.stdout.split("TASK [app : Start on the spare port release", 1)[1].split("TASK [", 1)[0]
+    assert "TASK [app : Pre-check on the spare port release" in proc.stdout
+    assert all(f"[{h}]" not in proc.stdout.split("TASK [app : Pre-check on the spare port release", 1)[1].split("TASK [", 1)[0]
                for h in rest), "only the first batch runs the pre-check"
 
 

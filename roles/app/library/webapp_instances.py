@@ -27,7 +27,13 @@ description:
     fails naming the instances that did not.
   - A health probe that fails in any way (refused, reset, timed out, a malformed or cut answer)
     counts as an unhealthy answer with its reason, never as an error of the module.
-  - Without I(converge), never changes anything.
+  - With I(candidate) (a pre-check), starts the template unit C(candidate@release.service),
+    which serves I(release) on the one port of I(ports) without a socket unit, after stopping
+    any C(candidate@*.service) an interrupted run left running; waits for its health (I(wait)),
+    then stops it whatever happened. When it does not come up, marks I(release) failed
+    (I(failed_marker) in its folder under I(releases_dir)) and fails with its journal, naming
+    I(fallback) as the release still current. Nothing that serves traffic changes.
+  - Without I(converge) or I(candidate), never changes anything.
 options:
   address: {description: Address the instances listen on., type: str, required: true}
   ports: {description: Instance ports., type: list, elements: int, required: true}
@@ -47,6 +53,7 @@ options:
   fallback: {description: "Release to go back to when I(release) fails (empty: none; with I(link)).", type: str, default: ""}
   failed_marker: {description: Name of the file that marks a release failed., type: str, default: .failed}
   host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
+  candidate: {description: "Template unit of a pre-check of I(release) (empty: no pre-check); needs I(wait) and I(releases_dir).", type: str, default: ""}
 """
 
 RETURN = r"""
@@ -70,6 +77,10 @@ extra:
   description: Instance units loaded for ports not in I(ports).
   type: list
   returned: with I(converge)
+leftovers:
+  description: Pre-check units an interrupted run left running, stopped by this one.
+  type: list
+  returned: with I(candidate)
 switched:
   description: Whether the link was pointed at I(release) (or back at I(fallback)).
   type: bool
@@ -219,8 +230,8 @@ def stale_message(p: dict, found: list[dict]) -> str:
     return f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})"
 
 
-def journal(p: dict, port: int) -> str:
-    cmd = ["journalctl", f"--unit={p['unit']}@{port}.service", f"--lines={p['journal_lines']}", "--no-pager",
+def journal(p: dict, port: int | str, unit: str = "") -> str:
+    cmd = ["journalctl", f"--unit={unit or p['unit']}@{port}.service", f"--lines={p['journal_lines']}", "--no-pager",
            "--output=cat"] + ([f"--grep={p['journal_filter']}"] if p["journal_filter"] else [])
     return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
 
@@ -316,6 +327,39 @@ def converge(module: AnsibleModule, p: dict) -> None:
     module.exit_json(changed=changed, switched=switched, disabled=disabled, extra=extra, **result)
 
 
+def precheck(module: AnsibleModule, p: dict) -> None:
+    """Start the release on the spare port beside the instances, wait for its health, stop it; fail
+    (the release marked failed) with its journal when it does not come up."""
+    unit = f"{p['candidate']}@{p['release']}.service"
+    listed = subprocess.run(["systemctl", "list-units", "--state=active", "--plain", "--no-legend", "--no-pager",
+                             f"{p['candidate']}@*.service"], capture_output=True, text=True, check=False).stdout
+    leftovers = [line.split()[0] for line in listed.splitlines() if line.split()]
+    if module.check_mode:
+        module.exit_json(changed=True, leftovers=leftovers, instances=[], stale=[])
+    for left in leftovers:
+        _systemctl(module, "stop", left)
+    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True, check=False)
+    try:
+        started = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, check=False)
+        if started.returncode == 0:
+            found, stale = wait({**p, "check_units": False}, p["ports"])
+            why = ", ".join(r for i in found for r in i["reasons"])
+        else:
+            found, stale = [], p["ports"]
+            why = f"systemctl start {unit}: {started.stderr.strip() or started.stdout.strip()}"
+        log = journal(p, p["release"], p["candidate"]) if stale else ""
+    finally:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, check=False)
+    if stale:
+        with open(os.path.join(p["releases_dir"], p["release"], p["failed_marker"]), "w", encoding="utf-8") as marker:
+            marker.write(f"pre-check on {p['address']}:{p['ports'][0]} failed\n")
+        module.fail_json(msg=f"Release {p['release']} did not answer its health endpoint on {p['address']}:{p['ports'][0]} "
+                             f"on {p['host']} within {p['wait']} s ({why}); no instance was switched to it, current is "
+                             f"still {p['fallback'] or 'unset'}. Its journal:\n{log}",
+                         changed=True, leftovers=leftovers, instances=found, stale=stale)
+    module.exit_json(changed=True, leftovers=leftovers, instances=found, stale=[])
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -337,6 +381,7 @@ def main() -> None:
             "fallback": {"type": "str", "default": ""},
             "failed_marker": {"type": "str", "default": ".failed"},
             "host": {"type": "str", "default": ""},
+            "candidate": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -344,6 +389,10 @@ def main() -> None:
     p["host"] = p["host"] or socket.gethostname()
     if p["link"] and not p["releases_dir"]:
         module.fail_json(msg="releases_dir is required with link")
+    if p["candidate"] and not (p["releases_dir"] and p["release"] and p["wait"] and len(p["ports"]) == 1):
+        module.fail_json(msg="candidate needs release, releases_dir, wait and one port")
+    if p["candidate"]:
+        precheck(module, p)
     if p["converge"]:
         converge(module, p)
     found, stale = wait(p, p["ports"])

@@ -14,13 +14,16 @@ description:
     give it back; when another run holds it, returns C(acquired=false) and the holder.
     With I(take_over) set to the holder's run id (the caller found that run dead), the
     lock passes to I(owner) only if that run still holds it.
-  - C(state=absent) gives the lock back when I(owner)'s run holds it.
+  - C(state=absent) gives the lock back when I(owner)'s run holds it, first removing the files
+    named in I(remove) (the note of a rollback under way), so the run's last change and the
+    lock's release are one step; a lock another run holds leaves them alone.
 options:
   path: {description: The lock file., type: path, required: true}
   state: {description: Take or give back., type: str, choices: [present, absent], default: present}
   owner: {description: "The holder's record; must have C(run_id)."  , type: dict, required: true}
   wait: {description: Seconds to wait for another holder., type: float, default: 0}
   take_over: {description: Run id of a dead holder whose lock may be taken over., type: str, default: ""}
+  remove: {description: "With C(state=absent): files removed (when present) before the lock is given back.", type: list, elements: path, default: []}
 """
 
 RETURN = r"""
@@ -64,7 +67,7 @@ def _replace(path: str, owner: dict) -> None:
     os.replace(tmp, path)
 
 
-def attempt(path: str, state: str, owner: dict, take_over: str) -> tuple[bool, bool, dict]:
+def attempt(path: str, state: str, owner: dict, take_over: str, remove: tuple[str, ...] = ()) -> tuple[bool, bool, dict]:
     """(changed, acquired, holder) after one try under the guard lock."""
     with os.fdopen(os.open(f"{path}.guard", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
@@ -72,6 +75,11 @@ def attempt(path: str, state: str, owner: dict, take_over: str) -> tuple[bool, b
         mine = bool(holder) and holder.get("run_id") == owner["run_id"]
         if state == "absent":
             if mine:
+                for done in remove:
+                    try:
+                        os.unlink(done)
+                    except FileNotFoundError:
+                        pass
                 os.unlink(path)
                 return True, False, {}
             return False, False, holder
@@ -94,6 +102,7 @@ def main() -> None:
             "owner": {"type": "dict", "required": True},
             "wait": {"type": "float", "default": 0},
             "take_over": {"type": "str", "default": ""},
+            "remove": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=False,
     )
@@ -103,7 +112,7 @@ def main() -> None:
     os.makedirs(os.path.dirname(p["path"]), exist_ok=True)
     deadline = time.monotonic() + p["wait"]
     while True:
-        changed, acquired, holder = attempt(p["path"], p["state"], p["owner"], p["take_over"])
+        changed, acquired, holder = attempt(p["path"], p["state"], p["owner"], p["take_over"], tuple(p["remove"]))
         if p["state"] == "absent" or acquired or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
