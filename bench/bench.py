@@ -15,6 +15,13 @@ load balancer, bounded in time.
     ./stack lab                       # a converged lab first
     .venv/bin/python bench/bench.py   # LAB_NAME / LAB_NET select the lab, as for lab/lab
 
+With --floors it measures, besides, what the operations cannot go below on this machine: a
+rollback's floor (bench/floor_rollback.sh on every app host at once, one ad-hoc task: the link
+swapped, each instance restarted until it answers) and the no-change site.yml's floor (its own
+tasks, as a no-change run recorded them, each replaced by a no-op on the hosts it ran on:
+ansible.builtin.ping where it ran a module, debug where it ran on the controller), each median
+also as a ratio to the operation's.
+
 With --app-hosts 2 4 6 it measures how deploy and rollback grow with the fleet instead: for each
 count it grows the lab to that many app hosts (LAB_APP_HOSTS, lab/lab up), converges it with
 site.yml, times deploy and rollback on the idle lab (--rounds each) and prints a growth table:
@@ -37,12 +44,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import loadgen
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PACE = Path(__file__).resolve().parent / "pace.lua"
 # The operations an operator runs, as the table names them.
 OPS = {"deploy": "deploy a new release", "rollback": "rollback", "no_change": "no-change site.yml"}
+# Actions that run on the controller, not on the host (a floor task replaces them with debug).
+LOCAL_ACTIONS = {f"{prefix}{name}" for prefix in ("", "ansible.builtin.") for name in (
+    "set_fact", "assert", "debug", "fail", "meta", "include_role", "include_tasks", "import_role", "import_tasks",
+    "validate_argument_spec", "add_host", "group_by", "include_vars")}
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", re.M)
 
 
@@ -87,6 +99,8 @@ class Bench:
         self.opts = opts
         self.env = env(opts.mitogen)
         self.count = 0
+        self.timed: Path | None = None  # where the next run records its tasks (the floor's source)
+        self._floor: Path | None = None
 
     def run(self, tool: str, *args: str) -> tuple[float, str]:
         """Run an Ansible command against the lab: its wall time and output, or exit with the output."""
@@ -94,10 +108,12 @@ class Bench:
         self.count += 1
         name = f"{self.count:02d}-{tool}-{Path(args[0]).stem}"
         extra: dict[str, str] = {}
-        if self.opts.log and self.opts.profile:  # each task's wall time, by bench/callback_plugins/bench_timing.py
+        timing = self.timed or (self.opts.log.resolve() / f"{name}.tasks.jsonl" if self.opts.log and self.opts.profile
+                                else None)
+        if timing:  # each task's wall time and hosts, by bench/callback_plugins/bench_timing.py
             extra = {"ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
                      "ANSIBLE_CALLBACKS_ENABLED": "bench_timing",
-                     "BENCH_TIMING_FILE": str(self.opts.log.resolve() / f"{name}.tasks.jsonl")}
+                     "BENCH_TIMING_FILE": str(timing)}
         if self.opts.log:
             self.opts.log.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
@@ -118,6 +134,39 @@ class Bench:
 
     def rollback(self) -> tuple[float, str]:
         return self.run("ansible-playbook", "playbooks/rollback.yml")
+
+    def floor_rollback(self) -> tuple[float, str]:
+        unit = yaml.safe_load((ROOT / "roles" / "app" / "vars" / "main.yml").read_text())["_app_unit_name"]
+        return self.run("ansible", "app", "--become", "-m", "ansible.builtin.script",
+                        "-a", f"{Path(__file__).resolve().parent / 'floor_rollback.sh'} {unit}")
+
+    def floor_no_change(self) -> tuple[float, str]:
+        return self.run("ansible-playbook", str(self.floor_playbook()))
+
+    def floor_playbook(self) -> Path:
+        """The no-change site.yml's tasks, each a no-op on the hosts it ran on (built once, from a recorded run)."""
+        if self._floor:
+            return self._floor
+        path = (self.opts.log or Path("/tmp")).resolve() / "floor-no-change.yml"
+        record = path.with_suffix(".tasks.jsonl")
+        record.unlink(missing_ok=True)
+        self.timed = record
+        try:
+            self.no_change()
+        finally:
+            self.timed = None
+        tasks = []
+        for n, line in enumerate(record.read_text().splitlines()):
+            task = json.loads(line)
+            if task["task"].startswith("(") or not task.get("action"):
+                continue
+            local = task["action"] in LOCAL_ACTIONS
+            tasks.append({"name": f"Floor {n}", "when": f"inventory_hostname in {task['ran']!r}",
+                          **({"ansible.builtin.debug": {"msg": task["task"]}} if local else {"ansible.builtin.ping": {}})})
+        path.write_text(yaml.safe_dump([{"name": "The no-change site.yml's tasks, each a no-op", "hosts": "all",
+                                         "gather_facts": False, "become": True, "tasks": tasks}], sort_keys=False))
+        self._floor = path
+        return path
 
     def no_change(self) -> tuple[float, str]:
         wall, out = self.run("ansible-playbook", "site.yml")
@@ -188,6 +237,31 @@ def row(name: str, mode: str, runs: list[Run], ping: float) -> list[str]:
     ]
 
 
+def floors(bench: Bench, opts: argparse.Namespace, rows: list[list[str]], ping: float) -> str:
+    """The floors' table: each floor's median (idle), as a ratio to ping and to its operation's idle median."""
+    idle = {r[0]: float(r[3]) for r in rows if r[1] == "idle"}
+    bench.floor_playbook()  # recorded from a no-change run first, outside the timed rounds
+    out = []
+    for op, name in (("rollback", "floor_rollback"), ("no_change", "floor_no_change")):
+        runs = []
+        for n in range(1, opts.rounds + 1):
+            runs.append(measure(bench, "", False, name))
+            print(f"bench: floor of {OPS[op]}, round {n}: {runs[-1].wall:.1f} s", file=sys.stderr)
+        wall = statistics.median(r.wall for r in runs)
+        tasks = statistics.median(r.tasks for r in runs) if op == "no_change" else 1
+        ratio = f"{idle[OPS[op]] / wall:.1f}" if OPS[op] in idle else "-"
+        out.append([f"floor of {OPS[op]}", str(len(runs)), f"{wall:.1f}", f"{wall / ping:.1f}", f"{tasks:.0f}",
+                    f"{idle[OPS[op]]:.1f}" if OPS[op] in idle else "-", ratio])
+    header = ["floor", "rounds", "wall s", "x ping", "tasks", "operation s (idle)", "operation x floor"]
+    widths = [max(len(r[i]) for r in [header, *out]) for i in range(len(header))]
+    lines = []
+    for i, r in enumerate([header, *out]):
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if i == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def table(rows: list[list[str]]) -> str:
     header = ["operation", "load", "rounds", "wall s", "x ping", "tasks", "s/task", "requests", "failed", "p50 ms",
               "p99 ms", "wrk CPU"]
@@ -250,6 +324,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
                         help="the operations to time (default: all); no_change alone times what a no-change site.yml costs")
+    parser.add_argument("--floors", action="store_true",
+                        help="also time the floors of a rollback and of the no-change site.yml (idle), see above")
     parser.add_argument("--app-hosts", type=int, nargs="+", metavar="N",
                         help="a growth table instead: deploy and rollback with each number of app hosts, growing the lab")
     opts = parser.parse_args()
@@ -283,6 +359,8 @@ def main() -> int:
         runs += [r for rs in done.values() for r in rs]
 
     print(table(rows))
+    if opts.floors:
+        print(floors(bench, opts, rows, ping))
     print(f"ansible all -m ping: {ping:.2f} s (median); wrk: 1 thread, {opts.connections} connections, "
           f"{opts.interval_ms} ms between a connection's requests")
     errors: dict[str, int] = {}

@@ -29,12 +29,15 @@ def specs(role: str) -> dict:
 
 
 def tasks_of(path) -> list[dict]:
-    """Every task of a task file, blocks included."""
+    """Every task of a task file, blocks included, and of the role's task files it includes."""
     found = []
     for task in yaml.safe_load(path.read_text()) or []:
         found.append(task)
         for key in ("block", "rescue", "always"):
             found += task.get(key, [])
+        included = task.get("ansible.builtin.include_tasks")
+        if included:
+            found += tasks_of(path.parent / (included["file"] if isinstance(included, dict) else included))
     return found
 
 
@@ -164,6 +167,25 @@ def test_debian_packages_asks_apt_only_for_what_dpkg_lacks(tmp_path):
                  "that": ["_debian_packages_missing == expected.missing"],
                  "fail_msg": "missing {{ _debian_packages_missing }}"}}]}]
     path = tmp_path / "missing.yml"
+    path.write_text(yaml.safe_dump(play))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)],
+                          capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_vendor_package_holds_only_a_package_dpkg_does_not_show_held(tmp_path):
+    """_vendor_package_held from canned dpkg-query lines: the hold task runs only where it is False."""
+    cases = {"held": (["hi loki=3.5.1", "ii fluent-bit=4.0.3"], True),
+             "installed, not held": (["ii loki=3.5.1"], False),
+             "another package held": (["hi loki-canary=3.5.1", "ii loki=3.5.1"], False),
+             "not installed": (["un loki="], False)}
+    tasks = [{"name": f"Check {case}", "ansible.builtin.assert": {
+        "that": [f"_vendor_package_held == {expected}"], "fail_msg": f"{case}: {{{{ _vendor_package_held }}}}"},
+        "vars": {"__vendor_package_installed": {"stdout_lines": lines}}} for case, (lines, expected) in cases.items()]
+    play = [{"name": "Compute whether vendor_package holds the package", "hosts": "localhost", "connection": "local",
+             "gather_facts": False, "vars_files": [str(ROOT / "roles" / "vendor_package" / "vars" / "main.yml")],
+             "vars": {"vendor_package_params": {"name": "loki"}}, "tasks": tasks}]
+    path = tmp_path / "held.yml"
     path.write_text(yaml.safe_dump(play))
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)],
                           capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT)

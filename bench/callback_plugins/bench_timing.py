@@ -1,8 +1,9 @@
 """Callback for bench/bench.py --profile: each task's wall time, written as JSON lines.
 
 Enabled by bench.py only (ANSIBLE_CALLBACK_PLUGINS + ANSIBLE_CALLBACKS_ENABLED), it appends
-one line per task (play, task, seconds from its start to the start of the next task or the
-end of the run) to the file named by BENCH_TIMING_FILE.
+one line per task (play, task, its action, seconds from its start to the start of the next
+task or the end of the run, the hosts it ran on and those it skipped) to the file named by
+BENCH_TIMING_FILE. bench.py --floors builds its floor playbook from these lines.
 """
 
 from __future__ import annotations
@@ -34,14 +35,20 @@ class CallbackModule(CallbackBase):
         self._path = os.environ.get("BENCH_TIMING_FILE", "")
         self._play = ""
         self._current: tuple[str, str, float] | None = None
+        self._action = ""
+        self._ran: list[str] = []
+        self._skipped: list[str] = []
         self._start = time.monotonic()
 
     def _close(self) -> None:
         if self._current and self._path:
             play, task, began = self._current
             with open(self._path, "a", encoding="utf-8") as out:
-                out.write(json.dumps({"play": play, "task": task, "s": round(time.monotonic() - began, 3)}) + "\n")
+                out.write(json.dumps({"play": play, "task": task, "action": self._action,
+                                      "s": round(time.monotonic() - began, 3),
+                                      "ran": self._ran, "skipped": self._skipped}) + "\n")
         self._current = None
+        self._action, self._ran, self._skipped = "", [], []
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
         self._close()
@@ -51,6 +58,21 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
         self._close()
         self._current = (self._play, task.get_name(), time.monotonic())
+        self._action = task.action
+
+    def _host(self, result: Any, into: list[str]) -> None:
+        name = result._host.get_name()
+        if name not in into:
+            into.append(name)
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        self._host(result, self._ran)
+
+    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
+        self._host(result, self._ran)
+
+    def v2_runner_on_skipped(self, result: Any) -> None:
+        self._host(result, self._skipped)
 
     def v2_playbook_on_handler_task_start(self, task: Any) -> None:
         self.v2_playbook_on_task_start(task, False)

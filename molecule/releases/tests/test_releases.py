@@ -106,8 +106,9 @@ def assert_no_failed_request(load: loadgen.Result) -> None:
 
 
 def run_until(args: list[str], stop: Callable[[str], bool], seconds: float = 600) -> tuple[subprocess.Popen[str], str]:
-    """Start ansible-playbook, read its output until `stop(line)` is true (or it ends, or the
-    time is up) and return it still running, with what it printed."""
+    """Start ansible-playbook, read its output until `stop(line)` is true (or the time is up)
+    and return it still running, with what it printed. A run that ends before such a line fails
+    the test: it was never interrupted where the test meant to."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env, text=True,
@@ -115,10 +116,13 @@ def run_until(args: list[str], stop: Callable[[str], bool], seconds: float = 600
     assert proc.stdout is not None
     seen = []
     deadline = time.monotonic() + seconds
+    hit = False
     for line in proc.stdout:  # bounded: the playbook ends, or the deadline passes
         seen.append(line)
-        if stop(line) or time.monotonic() > deadline:
+        hit = stop(line)
+        if hit or time.monotonic() > deadline:
             break
+    assert hit or time.monotonic() > deadline, "the run ended before the line to stop it at:\n" + "".join(seen)[-3000:]
     return proc, "".join(seen)
 
 
@@ -364,7 +368,8 @@ def test_an_interrupted_rollback_is_finished_by_a_rerun():
 def test_an_interrupted_deploy_is_finished_by_a_rerun():
     release = new_release("r5")
     args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={release['artifact']}"]
-    proc, seen = run_until(args, lambda line: f"TASK [app : Converge the instances on release {STATE['r5']}]" in line)
+    # Killed once the first batch switched (its record task starts), before the next batch.
+    proc, seen = run_until(args, lambda line: "TASK [app : Record when the fleet was deployed to the release]" in line)
     kill(proc)
     first = hosts("app")[0]
     assert current(first) == STATE["r5"], seen[-3000:]
