@@ -24,8 +24,10 @@ also as a ratio to the operation's.
 
 With --app-hosts 2 4 6 it measures how deploy and rollback grow with the fleet instead: for each
 count it grows the lab to that many app hosts (LAB_APP_HOSTS, lab/lab up), converges it with
-site.yml, times deploy and rollback on the idle lab (--rounds each) and prints a growth table:
-medians, and each as a ratio to the first count's.
+site.yml, deploys once untimed (every host then holds the release the rollbacks go back to),
+times deploy and rollback on the idle lab (--rounds each) and prints a growth table: medians,
+and each as a ratio to the first count's. With --floors the rollback's floor is timed for each
+count too; with --ops naming neither deploy nor rollback, only the floor (no converge).
 """
 
 from __future__ import annotations
@@ -275,25 +277,35 @@ def table(rows: list[list[str]]) -> str:
 
 
 def growth(opts: argparse.Namespace) -> int:
-    """Deploy and rollback medians for each app-host count, the lab grown to each in turn."""
-    rows, first = [], None
+    """Medians for each app-host count, the lab grown to each in turn: deploy and rollback (those of
+    --ops), with --floors the rollback's floor too, and ping; each also as a ratio to the first count's."""
+    ops = [op for op in ("deploy", "rollback") if op in opts.ops] + (["floor_rollback"] if opts.floors else [])
+    labels = {"deploy": "deploy", "rollback": "rollback", "floor_rollback": "rollback floor"}
+    rows: list[list[str]] = []
+    first: dict[str, float] = {}
     for count in opts.app_hosts:
         os.environ["LAB_APP_HOSTS"] = str(count)
         print(f"bench: growing the lab to {count} app hosts", file=sys.stderr)
         subprocess.run([str(ROOT / "lab" / "lab"), "up"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         bench = Bench(opts)
-        bench.run("ansible-playbook", "site.yml")  # the new hosts converged, every host on one release
-        ping = statistics.median(bench.ping() for _ in range(opts.rounds))
-        done: dict[str, list[float]] = {"deploy": [], "rollback": []}
+        if {"deploy", "rollback"} & set(ops):
+            bench.run("ansible-playbook", "site.yml")  # the new hosts converged
+            # Untimed: one deploy puts every host, old and new, on one release the fleet was deployed to,
+            # so each round's rollback (to the release before its deploy) finds it on every host.
+            bench.deploy()
+        medians = {"ping": statistics.median(bench.ping() for _ in range(opts.rounds))}
+        done: dict[str, list[float]] = {op: [] for op in ops}
         for n in range(1, opts.rounds + 1):
             for op in done:
                 done[op].append(getattr(bench, op)()[0])
-                print(f"bench: {count} app hosts, round {n}: {op} {done[op][-1]:.1f} s", file=sys.stderr)
-        medians = {op: statistics.median(walls) for op, walls in done.items()}
+                print(f"bench: {count} app hosts, round {n}: {labels[op]} {done[op][-1]:.1f} s", file=sys.stderr)
+        medians.update({op: statistics.median(walls) for op, walls in done.items()})
         first = first or medians
-        rows.append([str(count), f"{ping:.2f}", f"{medians['deploy']:.1f}", f"{medians['deploy'] / first['deploy']:.2f}",
-                     f"{medians['rollback']:.1f}", f"{medians['rollback'] / first['rollback']:.2f}"])
-    header = ["app hosts", "ping s", "deploy s", "deploy x first", "rollback s", "rollback x first"]
+        rows.append([str(count)] + [cell for op in ["ping", *ops] for cell in
+                                    (f"{medians[op]:.2f}" if op == "ping" else f"{medians[op]:.1f}",
+                                     f"{medians[op] / first[op]:.2f}")])
+    header = ["app hosts"] + [cell for op in ["ping", *ops] for cell in
+                              (f"{labels.get(op, op)} s", f"{labels.get(op, op)} x first")]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for i, r in enumerate([header, *rows]):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
@@ -327,7 +339,8 @@ def main() -> int:
     parser.add_argument("--floors", action="store_true",
                         help="also time the floors of a rollback and of the no-change site.yml (idle), see above")
     parser.add_argument("--app-hosts", type=int, nargs="+", metavar="N",
-                        help="a growth table instead: deploy and rollback with each number of app hosts, growing the lab")
+                        help="a growth table instead: deploy and rollback (those of --ops; with --floors the "
+                             "rollback's floor too) with each number of app hosts, growing the lab")
     opts = parser.parse_args()
     if opts.app_hosts:
         return growth(opts)
