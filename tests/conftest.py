@@ -11,6 +11,10 @@ from pathlib import Path
 
 import yaml
 
+# tests/fixtures/apps/*: operator's apps the lab tests build and deploy, each a project with its
+# own tests (run against its installed wheel, not from here): not the repository's tests.
+collect_ignore_glob = ["fixtures/*"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the virtual environment's commands (ansible-playbook, promtool)
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
