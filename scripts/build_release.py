@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
 """Build the app's release artifact once, on the controller.
 
-The artifact is a tarball of the app wheel and every dependency wheel (each the version
-and one of the hashes of app/requirements.txt, the app's lock: pip refuses any other wheel),
-plus a manifest; hosts install from it with no package index. A build is keyed by a hash of its sources: building the same sources again
-reuses the existing release, so a re-run of the deploy changes nothing.
+The app is any Python project with a pyproject.toml (`--source`, the inventory's app_source;
+default: the bundled example in app/), whatever its build backend. The artifact is a tarball
+of the app's wheel, the runner's wheel (runner/: it serves any WSGI app) and every dependency
+wheel, for each target Python (`--python`, default the controller's), plus a manifest:
 
-Prints one JSON object on stdout: release_id, artifact, artifact_sha256, version,
-git_revision, build_time, python, tests, installer (the pip wheel the hosts install with), changed.
+- a project with a lock (its requirements.txt with `--hash=` lines, or `--lock`) gets exactly
+  the lock's wheels, each checked against the lock's hashes (pip's hash-checking mode);
+- a project without one is resolved at build time, and the versions and hashes it resolved to
+  are written into the manifest: every host installs that identical set.
+
+Either way the set must hold what the app and the runner need, or the build stops naming both.
+The project's tests (`--test-command`, default pytest when it has a tests/ folder) run against
+the built wheels before anything is written; `--no-tests` records the release as untested.
+Hosts install from the artifact with no package index. A build is keyed by a hash of its
+inputs (the project's files, the runner's, the targets, the test command): building the same
+sources again reuses the existing release, so a re-run of the deploy changes nothing.
+
+Prints one JSON object on stdout: release_id, app, version, runner, artifact, artifact_sha256,
+git_revision, build_time, python, pythons, tests, installer, resolved, changed.
 
 `--artifact PATH` describes an artifact built before (by this script, on this or another
 controller) instead of building: "build once, deploy the same artifact everywhere".
@@ -19,17 +31,35 @@ import argparse
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 INDEX = "index.json"
-# The app's runtime lock (pip-compile --generate-hashes, `./stack lock`), in the app's folder.
+ROOT = Path(__file__).resolve().parent.parent
+# The example's runtime lock (pip-compile --generate-hashes, `./stack lock`), in the app's folder.
 LOCK = Path("app") / "requirements.txt"
+# The runner: this repository's WSGI server, installed into every release beside the app.
+RUNNER = ROOT / "runner"
+RUNNER_DIST = "stack-runner"
+# The pip that installs a release on the hosts (into a venv made without pip: much faster).
+INSTALLER = "pip"
+# What a source walk leaves out when the project is not a git work tree.
+_NOT_SOURCES = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".pytest_cache", ".tox", ".mypy_cache",
+                "node_modules"}
+_PIP_NOISE = "is ignored: it is neither"
+
+
+class BuildError(SystemExit):
+    """A build that cannot go on: the message says what and which input."""
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -39,25 +69,45 @@ def run(cmd: list[str], cwd: Path) -> str:
 def git(project: Path, *args: str) -> str:
     try:
         return run(["git", *args], project)
-    except (subprocess.CalledProcessError, FileNotFoundError):
+    except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError):
         return ""
 
 
-def source_files(project: Path) -> list[Path]:
-    listed = git(project, "ls-files", "-co", "--exclude-standard", "--", "app")
+def source_files(folder: Path) -> list[Path]:
+    """The files of a project: git's view of its folder (tracked and untracked, not ignored),
+    else every file outside build outputs and caches."""
+    listed = git(folder, "ls-files", "-co", "--exclude-standard", "--", ".") if folder.is_dir() else ""
     if listed:
-        names = [project / n for n in listed.splitlines()]
+        names = [folder / n for n in listed.splitlines()]
     else:
-        names = [p for p in (project / "app").rglob("*") if "__pycache__" not in p.parts]
+        names = [p for p in folder.rglob("*")
+                 if not (_NOT_SOURCES & set(p.relative_to(folder).parts))
+                 and not any(part.endswith(".egg-info") for part in p.parts)]
     return sorted(p for p in names if p.is_file())
 
 
-def source_hash(project: Path) -> str:
+def source_hash(project: Path, source: Path | None = None, runner: Path = RUNNER,
+                extra: tuple[str, ...] = ()) -> str:
+    """The build's key: the app's files, the runner's, and `extra` (targets, test command)."""
+    source = project / "app" if source is None else source
     h = hashlib.sha256()
-    for path in source_files(project):
-        h.update(str(path.relative_to(project)).encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
+    for label, folder in (("app", source), ("runner", runner)):
+        for path in source_files(folder):
+            h.update(f"{label}/{path.relative_to(folder)}".encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    for item in extra:
+        h.update(b"extra\0" + item.encode() + b"\0")
     return h.hexdigest()
+
+
+def build_key(project: Path, source: Path | None = None, pythons: list[str] | None = None, lock: Path | None = None,
+              test_command: str | None = "", untested: bool = False) -> str:
+    """The index key of a build: its inputs' hash; an untested build never stands in for a tested
+    one (and the other way round). test_command "" means the source's default."""
+    source = project / "app" if source is None else source
+    command = default_test_command(source) if test_command == "" else (test_command or "")
+    key = source_hash(project, source, extra=(",".join(pythons or [controller_python()]), str(lock or ""), command))
+    return key + ("-untested" if untested else "")
 
 
 def sha256_file(path: Path) -> str:
@@ -81,43 +131,149 @@ def save_index(out: Path, index: dict[str, dict[str, str]]) -> None:
     tmp.replace(out / INDEX)
 
 
-class AppTests:
-    """The app's tests, run in the background while the wheels build; wait() stops a failed build.
+def normalize(name: str) -> str:
+    """A distribution name as wheel file names and pip compare them (PEP 503, then '_')."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    Their output goes to temporary files, not pipes, so a chatty run never blocks on a full pipe.
-    """
 
-    def __init__(self, project: Path) -> None:
-        self.stdout = tempfile.TemporaryFile()
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "app/tests"],
-            cwd=project, stdin=subprocess.DEVNULL, stdout=self.stdout, stderr=self.stderr,
-        )
+def wheel_name(path: Path) -> tuple[str, str]:
+    """(normalized distribution, version) of a wheel file name."""
+    dist, version = path.name.split("-")[:2]
+    return normalize(dist), version
 
-    def output(self, stream) -> str:
-        stream.seek(0)
-        return stream.read().decode(errors="replace")
 
-    def wait(self) -> None:
+def pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pip", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, check=False)
+
+
+def pip_errors(done: subprocess.CompletedProcess[str]) -> str:
+    return "\n".join(line for line in (done.stderr + done.stdout).splitlines() if _PIP_NOISE not in line).strip()
+
+
+def pyproject(source: Path) -> dict:
+    """The project's pyproject.toml, or a BuildError naming app_source."""
+    path = source / "pyproject.toml"
+    if not source.is_dir():
+        raise BuildError(f"app_source {source} is not a folder: name a Python project's folder")
+    if not path.is_file():
+        raise BuildError(f"app_source {source} has no pyproject.toml: it is not a Python project the build can make a "
+                         "wheel of (a setup.py-only project needs a pyproject.toml with its [build-system])")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise BuildError(f"app_source {source}: pyproject.toml is not valid TOML: {err}") from None
+
+
+def backend_present(requires: list[str]) -> bool:
+    """Whether every build requirement is installed here already (then no isolated build environment,
+    which would download the backend each build)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for text in requires:
         try:
-            if self.proc.wait() != 0:
-                sys.stderr.write(self.output(self.stdout)[-4000:] + self.output(self.stderr)[-2000:])
-                raise SystemExit("the app's tests failed: this build is not shipped")
-        finally:
-            self.close()
+            req = Requirement(text)
+            if not req.specifier.contains(metadata.version(req.name), prereleases=True):
+                return False
+        except (InvalidRequirement, metadata.PackageNotFoundError):
+            return False
+    return True
 
-    def close(self) -> None:
-        """Stops the tests if they still run (the build failed first) and drops their output."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stdout.close()
-        self.stderr.close()
+
+def build_wheel(project: Path, into: Path, label: str, isolated: bool) -> Path:
+    """Build the project's own wheel into a new folder `into`; return it."""
+    into.mkdir(parents=True)
+    done = pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(into), *([] if isolated else ["--no-build-isolation"]),
+               str(project))
+    wheels = sorted(into.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        raise BuildError(f"building the wheel of {label} {project} failed:\n{pip_errors(done)}")
+    return wheels[0]
+
+
+def locked_wheels(lock: Path, wheels: Path, pip_args: tuple[str, ...] = ()) -> None:
+    """Fetch every wheel `lock` pins into `wheels`, in pip's hash-checking mode: a wheel whose
+    hash is none of the lock's (or a requirement without a hash) stops the build, naming it."""
+    done = pip("wheel", "--quiet", "--require-hashes", "--no-deps", "--only-binary=:all:", "--wheel-dir", str(wheels),
+               "--requirement", str(lock), *pip_args)
+    if done.returncode != 0:
+        raise BuildError(f"the wheels of {lock} do not match the lock (pip's hash-checking mode):\n{pip_errors(done)}")
+
+
+def has_hashes(lock: Path) -> bool:
+    return lock.is_file() and "--hash=" in lock.read_text()
+
+
+def target_args(python: str) -> list[str]:
+    """pip's options that fetch wheels for another Python (same architecture, any glibc Debian has)."""
+    machine = os.uname().machine
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(17, 42)] + [
+        f"manylinux2014_{machine}", f"linux_{machine}"]
+    return ["--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+            *(f"--platform={p}" for p in platforms)]
+
+
+def controller_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def resolve(top: list[Path], wheels: Path, python: str, lock: Path | None, app: str) -> dict[str, str]:
+    """Fill `wheels` with every wheel `top` (the app's and the runner's wheels) needs for `python`
+    and pip's own; return name -> version of the set. With a lock: the lock's wheels, hash-checked,
+    and the set must satisfy both. Without: resolved now."""
+    other = [] if python == controller_python() else target_args(python)
+    wheels.mkdir(parents=True, exist_ok=True)
+    for wheel in top:
+        shutil.copy2(wheel, wheels / wheel.name)
+    if lock is not None:
+        locked_wheels(lock, wheels, tuple(other))
+        check = pip("install", "--dry-run", "--quiet", "--ignore-installed", "--no-index", "--find-links", str(wheels),
+                    *other, *map(str, top), INSTALLER)
+        if check.returncode != 0:
+            raise BuildError(
+                f"the app's lock {lock} and what {app} and the runner ({RUNNER_DIST}) need do not fit together "
+                f"for Python {python}: every requirement of both must be pinned in the lock, within both's "
+                f"ranges:\n{pip_errors(check)}")
+    else:
+        # `download` (not `wheel`) for another Python: it never builds for the wrong interpreter.
+        verb = ["download", "--dest"] if other else ["wheel", "--prefer-binary", "--wheel-dir"]
+        done = pip(*verb, str(wheels), "--quiet", "--find-links", str(wheels), *other, *map(str, top), INSTALLER)
+        if done.returncode != 0:
+            errors = pip_errors(done)
+            why = ("their requirements conflict" if "ResolutionImpossible" in errors or "conflict" in errors
+                   else "a requirement could not be fetched as a wheel")
+            raise BuildError(f"resolving what {app} and the runner ({RUNNER_DIST}) need for Python {python} failed: "
+                             f"{why}:\n{errors}")
+    found = {}
+    for path in sorted(wheels.glob("*.whl")):
+        name, version = wheel_name(path)
+        if found.get(name, version) != version:
+            raise BuildError(f"two versions of {name} in the set for Python {python}: {found[name]} and {version}")
+        found[name] = version
+    return found
+
+
+def run_tests(command: str, source: Path, wheels: Path, top: list[Path], scratch: Path) -> None:
+    """Install the built set into a scratch folder and run the project's tests against it (the
+    controller's own test tools, such as pytest, stay reachable behind it)."""
+    target = scratch / "site"
+    done = pip("install", "--quiet", "--no-index", "--no-deps", "--target", str(target),
+               *map(str, sorted(w for w in wheels.glob("*.whl") if not w.name.startswith(f"{INSTALLER}-"))))
+    if done.returncode != 0:
+        raise BuildError(f"installing the release to test it failed:\n{pip_errors(done)}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "PATH": os.pathsep.join([str(target / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    tests = subprocess.run(["/bin/sh", "-c", command], cwd=source, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, check=False)
+    if tests.returncode != 0:
+        sys.stderr.write(tests.stdout[-4000:] + tests.stderr[-2000:])
+        raise BuildError(f"the app's tests failed ({command!r} in {source}, exit {tests.returncode}): "
+                         "this build is not shipped")
+
+
+def default_test_command(source: Path) -> str:
+    return "python -m pytest -q -p no:cacheprovider tests" if (source / "tests").is_dir() else ""
 
 
 def describe(artifact: Path) -> dict[str, object]:
@@ -130,87 +286,72 @@ def describe(artifact: Path) -> dict[str, object]:
             manifest = json.loads(member.read())
             names = {m.name for m in tar.getmembers() if m.isfile()}
     except (OSError, KeyError, tarfile.TarError, json.JSONDecodeError) as err:
-        raise SystemExit(f"{artifact} is not a release artifact: {err}") from None
+        raise BuildError(f"{artifact} is not a release artifact: {err}") from None
     missing = sorted(f"wheels/{w}" for w in manifest.get("wheels", {}) if f"wheels/{w}" not in names)
     if missing or not manifest.get("release_id"):
-        raise SystemExit(f"{artifact} is incomplete: missing {missing or 'release_id'}")
+        raise BuildError(f"{artifact} is incomplete: missing {missing or 'release_id'}")
     expected = f"webapp-{manifest['release_id']}.tar.gz"
     if artifact.name != expected:
-        raise SystemExit(f"{artifact} holds release {manifest['release_id']}: its name must be {expected}")
+        raise BuildError(f"{artifact} holds release {manifest['release_id']}: its name must be {expected}")
     manifest.setdefault("tests", "unknown")
     return {**manifest, "artifact": str(artifact), "artifact_sha256": sha256_file(artifact)}
 
 
-def build(project: Path, out: Path, tests: bool) -> dict[str, object]:
-    # The tests run while the wheels build; nothing is written to out until they have passed.
-    running = AppTests(project) if tests else None
-    try:
-        return build_artifact(project, out, tests, running)
-    except subprocess.CalledProcessError:
-        if running:
-            running.wait()  # failed tests are reported first, as when they ran before the build
-        raise
-    finally:
-        if running:
-            running.close()
-
-
-def locked_wheels(lock: Path, wheels: Path, pip_args: tuple[str, ...] = ()) -> None:
-    """Fetch every wheel `lock` pins into `wheels`, in pip's hash-checking mode: a wheel whose
-    hash is none of the lock's (or a requirement without a hash) stops the build, naming it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--require-hashes", "--no-deps", "--only-binary=:all:",
-         "--wheel-dir", str(wheels), "--requirement", str(lock), *pip_args],
-        stdout=sys.stderr, stderr=subprocess.PIPE, text=True, check=False,
-    )
-    if done.returncode != 0:
-        errors = "\n".join(line for line in done.stderr.splitlines() if "is ignored: it is neither" not in line)
-        raise SystemExit(f"the wheels of {lock} do not match the lock (pip's hash-checking mode):\n{errors}")
-
-
-def build_artifact(project: Path, out: Path, tests: bool, running: AppTests | None) -> dict[str, object]:
+def build_artifact(source: Path, out: Path, pythons: list[str], test_command: str | None,
+                   lock: Path | None) -> dict[str, object]:
+    """Build the release of `source` for `pythons` into `out`. test_command None: untested."""
+    project = pyproject(source)
     now = datetime.now(timezone.utc)
-    revision = git(project, "rev-parse", "--short=8", "HEAD") or "nogit"
+    revision = git(source, "rev-parse", "--short=8", "HEAD") or "nogit"
     release_id = f"{now:%Y%m%dT%H%M%SZ}-{revision}"
+    lock = lock if lock is not None else (source / "requirements.txt" if has_hashes(source / "requirements.txt") else None)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        stage = Path(tmp) / release_id
-        wheels = stage / "wheels"
-        wheels.mkdir(parents=True)
-        # Every dependency wheel, pip's own among them (the hosts install the release with it
-        # into a venv made without pip, much faster than ensurepip), exactly as locked.
-        locked_wheels(project / LOCK, wheels)
-        # The app's own wheel, built from these sources with the build's (locked) setuptools.
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", str(wheels), str(project / "app")],
-            check=True, stdout=sys.stderr,
-        )
-        installers = sorted(w.name for w in wheels.glob("pip-*.whl"))
-        if len(installers) != 1:
-            raise SystemExit(f"expected one pip wheel, found {installers}")
-        app_wheels = sorted(wheels.glob("webapp-*.whl"))
-        if len(app_wheels) != 1:
-            raise SystemExit(f"expected one webapp wheel, found {[w.name for w in app_wheels]}")
-        version = app_wheels[0].name.split("-")[1]
-        if running:
-            running.wait()
+        scratch = Path(tmp)
+        stage = scratch / release_id
+        stage.mkdir()
+        requires = project.get("build-system", {}).get("requires", ["setuptools>=40.8.0"])
+        app_wheel = build_wheel(source, scratch / "app", "app_source", isolated=not backend_present(requires))
+        runner_wheel = build_wheel(RUNNER, scratch / "runner", "the runner", isolated=False)
+        app, version = wheel_name(app_wheel)
+        if app == RUNNER_DIST:
+            raise BuildError(f"app_source {source} builds a distribution named {app}, the runner's own name")
+        sets = {}
+        for python in pythons:
+            sets[python] = resolve([app_wheel, runner_wheel], stage / "wheels" / python, python, lock, app)
+            if INSTALLER not in sets[python]:
+                raise BuildError(f"no {INSTALLER} wheel in the set for Python {python}: the hosts install with it")
+        tests = "skipped" if test_command is None else ("passed" if test_command else "none")
+        if test_command:
+            own = controller_python() if controller_python() in pythons else pythons[0]
+            if own != controller_python():
+                raise BuildError(f"the app's tests run on the controller's Python {controller_python()}: add it to "
+                                 f"the targets ({', '.join(pythons)}) or build with --no-tests")
+            run_tests(test_command, source, stage / "wheels" / own, [app_wheel, runner_wheel], scratch)
+        wheel_files = sorted(p for p in (stage / "wheels").rglob("*.whl"))
         manifest = {
             "release_id": release_id,
+            "app": app,
             "version": version,
-            "git_revision": git(project, "rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(git(project, "status", "--porcelain", "--", "app")),
+            "runner": wheel_name(runner_wheel)[1],
+            "git_revision": git(source, "rev-parse", "HEAD") or "unknown",
+            "git_dirty": bool(git(source, "status", "--porcelain", "--", ".")),
             "build_time": now.isoformat(timespec="seconds"),
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-            "tests": "passed" if tests else "skipped",
-            "installer": installers[0],
-            "wheels": {w.name: sha256_file(w) for w in sorted(wheels.iterdir())},
+            "python": pythons[0],
+            "pythons": pythons,
+            "tests": tests,
+            "test_command": test_command or "",
+            # The pip wheel's file name (pure Python: the same in every target's folder).
+            "installer": next(w.name for w in wheel_files if wheel_name(w) == (INSTALLER, sets[pythons[0]][INSTALLER])),
+            "resolved": f"lock {lock.name}" if lock else "at build time",
+            "requirements": sets,
+            "wheels": {str(w.relative_to(stage / "wheels")): sha256_file(w) for w in wheel_files},
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         artifact = out / f"webapp-{release_id}.tar.gz"
         partial = artifact.with_suffix(".partial")
         with tarfile.open(partial, "w:gz") as tar:
             tar.add(stage / "manifest.json", arcname="manifest.json")
-            tar.add(wheels, arcname="wheels")
+            tar.add(stage / "wheels", arcname="wheels")
         partial.replace(artifact)
     return {**manifest, "artifact": str(artifact), "artifact_sha256": sha256_file(artifact)}
 
@@ -222,9 +363,27 @@ def prune(out: Path, index: dict[str, dict[str, str]], keep: int) -> None:
         del index[key]
 
 
+def summary(entry: dict[str, object]) -> dict[str, object]:
+    """What the plays read: every manifest field but the wheel lists, the lists as they are."""
+    return {k: v for k, v in entry.items() if k != "wheels"}
+
+
+def parse_pythons(text: str) -> list[str]:
+    pythons = [p for p in re.split(r"[\s,]+", text.strip()) if p] or [controller_python()]
+    bad = [p for p in pythons if not re.fullmatch(r"3\.[0-9]{1,2}", p)]
+    if bad:
+        raise BuildError(f"app_pythons must list Python versions such as 3.11 or 3.13, got {bad}")
+    return sorted(set(pythons), key=pythons.index)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--project", type=Path, default=ROOT, help="repository whose app/ is the default source")
+    parser.add_argument("--source", type=Path, help="the app's project folder (default: <project>/app)")
+    parser.add_argument("--lock", type=Path, help="the app's hash lock (default: the project's requirements.txt "
+                                                  "when it has --hash= lines; else resolved at build time)")
+    parser.add_argument("--python", default="", help="target Pythons, comma separated (default: the controller's)")
+    parser.add_argument("--test-command", default=None, help="the app's tests (default: pytest when tests/ exists)")
     parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: <project>/build/releases)")
     parser.add_argument("--no-tests", action="store_true", help="skip the app's tests (never for a release)")
     parser.add_argument("--force", action="store_true", help="build a new release even if the sources are unchanged")
@@ -233,25 +392,30 @@ def main() -> None:
     args = parser.parse_args()
     if args.artifact:
         entry = describe(args.artifact.resolve())
-        print(json.dumps({k: str(v) for k, v in entry.items() if k != "wheels"} | {"changed": False}))
+        print(json.dumps(summary(entry) | {"changed": False}))
         return
     project = args.project.resolve()
+    source = (args.source if args.source is not None else project / "app")
+    source = (source if source.is_absolute() else Path.cwd() / source).resolve()
+    lock = args.lock.resolve() if args.lock else None
+    pythons = parse_pythons(args.python)
+    test_command = None if args.no_tests else (args.test_command if args.test_command else default_test_command(source))
     out = (args.out or project / "build" / "releases").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    pyproject(source)  # a folder without pyproject.toml is refused before anything is hashed
 
-    # An untested build is never handed out for a tested one (and the other way round).
-    key = source_hash(project) + ("-untested" if args.no_tests else "")
+    key = build_key(project, source, pythons, lock, test_command, untested=args.no_tests)
     index = load_index(out)
     entry = index.get(key)
-    if entry and not args.force and "tests" in entry and Path(entry["artifact"]).is_file() \
-            and sha256_file(Path(entry["artifact"])) == entry["artifact_sha256"]:
+    if entry and not args.force and "tests" in entry and Path(str(entry["artifact"])).is_file() \
+            and sha256_file(Path(str(entry["artifact"]))) == entry["artifact_sha256"]:
         print(json.dumps({**entry, "changed": False}))
         return
-    result = build(project, out, tests=not args.no_tests)
-    index[key] = {k: str(v) for k, v in result.items() if k != "wheels"}
+    result = summary(build_artifact(source, out, pythons, test_command, lock))
+    index[key] = result
     prune(out, index, args.keep)
     save_index(out, index)
-    print(json.dumps({**index[key], "changed": True}))
+    print(json.dumps({**result, "changed": True}))
 
 
 if __name__ == "__main__":

@@ -213,7 +213,8 @@ def test_releases_refuses_a_layout_without_every_path(tmp_path, capsys):
 # --- webapp_instances: health probes ---------------------------------------------------------
 
 class Instance(http.server.ThreadingHTTPServer):
-    """A stand-in app instance on loopback: /health answers with its release, 500 when broken."""
+    """A stand-in app instance on loopback: every answer names its release in the runner's
+    X-Release header; /health answers 200, 500 when broken."""
 
     daemon_threads = True
 
@@ -222,11 +223,9 @@ class Instance(http.server.ThreadingHTTPServer):
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(handler) -> None:  # noqa: N805
-                if self.broken:
-                    handler.send_error(500)
-                    return
-                body = json.dumps({"status": "ok", "release": self.release}).encode()
-                handler.send_response(200)
+                body = b"ok"
+                handler.send_response(500 if self.broken else 200)
+                handler.send_header(webapp_instances.RELEASE_HEADER, self.release)
                 handler.send_header("Content-Length", str(len(body)))
                 handler.end_headers()
                 handler.wfile.write(body)
@@ -277,7 +276,17 @@ def test_health_of_a_good_instance():
     inst.release = "r1"
     assert probe(inst.port) == (200, "r1", "")
     inst.broken = True
-    assert probe(inst.port) == (500, "", "answered 500")
+    assert probe(inst.port) == (500, "r1", "answered 500")
+    inst.shutdown()
+
+
+def test_health_counts_the_statuses_asked_for_and_needs_the_runners_header():
+    inst = Instance()
+    inst.release, inst.broken = "r1", True
+    assert webapp_instances._health(f"http://127.0.0.1:{inst.port}/health", 2, (200, 500)) == (500, "r1", "")
+    inst.release, inst.broken = "", False
+    status, release, why = probe(inst.port)
+    assert (status, release) == (200, "") and "X-Release" in why, why
     inst.shutdown()
 
 
@@ -285,10 +294,9 @@ def test_health_of_a_good_instance():
     (b"garbage\r\n\r\n", ["BadStatusLine"]),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"release\": ", ["IncompleteRead"]),
     (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n{}", ["HTTPException", "100 headers"]),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nnot js!", ["answered no JSON"]),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\xff\xfe", ["UnicodeDecodeError"]),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nnot js!", ["without the X-Release header"]),
     (b"", ["RemoteDisconnected"]),
-], ids=["garbage", "cut body", "too many headers", "not json", "not text", "closed"])
+], ids=["garbage", "cut body", "too many headers", "no release header", "closed"])
 def test_a_broken_answer_is_unhealthy_with_its_reason(answer, words):
     port, done = raw_server(answer)
     status, release, why = probe(port)

@@ -180,7 +180,7 @@ def entry(path: Path, tests: str = "passed") -> dict:
 
 def test_keep_hands_over_the_build_of_these_sources_and_verify_accepts_it(tmp_path):
     path = make_artifact(tmp_path / "releases")
-    key = artifact.build_release.source_hash(ROOT)
+    key = artifact.build_release.build_key(ROOT)
     proc = keep(tmp_path, {key: entry(path), key + "-untested": entry(path, "skipped")})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"name=webapp-release-{key}" in proc.stdout.splitlines()
@@ -189,7 +189,7 @@ def test_keep_hands_over_the_build_of_these_sources_and_verify_accepts_it(tmp_pa
 
 def test_keep_refuses_when_these_sources_have_no_tested_build(tmp_path):
     path = make_artifact(tmp_path / "releases")
-    key = artifact.build_release.source_hash(ROOT)
+    key = artifact.build_release.build_key(ROOT)
     proc = keep(tmp_path, {key + "-untested": entry(path, "skipped"), "0" * 64: entry(path)})
     assert proc.returncode == 1 and "no tested build" in proc.stdout, proc.stdout
 
@@ -198,7 +198,7 @@ def test_keep_refuses_an_artifact_changed_since_its_build(tmp_path):
     path = make_artifact(tmp_path / "releases")
     recorded = entry(path)
     path.write_bytes(b"changed")
-    proc = keep(tmp_path, {artifact.build_release.source_hash(ROOT): recorded})
+    proc = keep(tmp_path, {artifact.build_release.build_key(ROOT): recorded})
     assert proc.returncode == 1 and "differs" in proc.stdout, proc.stdout
 
 

@@ -279,10 +279,10 @@ def test_the_filters_are_registered_under_their_names():
 
 
 def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
-    # app1 switched (its current is read again after); app2 failed before its switch began.
-    hostvars = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r1", "to": "r2"}},
-                "app2": {"__app_current": "r1", "__app_target": "r2"}}
-    marker = deploy_marker(hostvars, ["app1", "app2"], "deploy", "ok", "alice")
+    # app1 switched; app2 failed before its switch began (what it planned counts).
+    hostvars = {"app1": {"app_moving": {"from": "r1", "to": "r2"}}, "app2": {"app_moving": {"from": "r1", "to": "r2"}},
+                "app3": {}}
+    marker = deploy_marker(hostvars, ["app1", "app2", "app3"], "deploy", "ok", "alice")
     assert marker["changed"] is True
     assert marker["line"] == {"event": "deploy", "release": "r2", "from": "r1", "by": "alice", "result": "ok",
                               "hosts": ["app1", "app2"]}
@@ -291,16 +291,15 @@ def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
 
 
 def test_a_rollback_marker_reads_the_plan_and_a_run_that_moves_nothing_writes_none():
-    hostvars = {"app1": {"__app_current": "r2", "__app_plan": {"target": "r1"}},
-                "app2": {"__app_current": "r1", "__app_plan": {"target": "r1"}}}
+    hostvars = {"app1": {"app_moving": {"from": "r2", "to": "r1"}}, "app2": {"app_moving": {"from": "r1", "to": "r1"}}}
     marker = deploy_marker(hostvars, ["app1", "app2"], "rollback", "failed", "bob")
     assert marker["line"]["hosts"] == ["app1"] and marker["line"]["from"] == "r2" and marker["line"]["result"] == "failed"
-    still = {"app1": {"__app_current": "r2", "__app_target": "r2", "__app_switch": {"from": "r2", "to": "r2"}}}
+    still = {"app1": {"app_moving": {"from": "r2", "to": "r2"}}}
     assert deploy_marker(still, ["app1"], "deploy", "ok", "bob")["changed"] is False
 
 
 def test_hosts_that_disagree_are_listed_and_wrong_values_refused():
-    hostvars = {"a": {"__app_current": "r1", "__app_target": "r3"}, "b": {"__app_current": "r2", "__app_target": "r3"}}
+    hostvars = {"a": {"app_moving": {"from": "r1", "to": "r3"}}, "b": {"app_moving": {"from": "r2", "to": "r3"}}}
     assert deploy_marker(hostvars, ["a", "b"], "deploy", "ok", "x")["line"]["from"] == ["r1", "r2"]
     with pytest.raises(ValueError, match="a deploy or rollback that is ok or failed"):
         deploy_marker(hostvars, ["a"], "release", "ok", "x")

@@ -50,11 +50,11 @@ def output(**values: str) -> None:
 
 
 def artifact_name(project: Path) -> str:
-    return f"webapp-release-{build_release.source_hash(project)}"
+    return f"webapp-release-{build_release.build_key(project)}"
 
 
 def keep(project: Path, releases: Path, out: Path) -> None:
-    key = build_release.source_hash(project)  # tested builds only: no "-untested" suffix
+    key = build_release.build_key(project)  # tested builds only: no "-untested" suffix
     entry = build_release.load_index(releases).get(key)
     if not entry:
         fail(f"no tested build of these sources in {releases}: the deploy did not build one")

@@ -358,14 +358,23 @@ def env_value(value: Any) -> str:
     return '"' + "".join("\\" + c if c in _ENV_ESCAPED else c for c in text) + '"'
 
 
+def env_lines(env: Mapping[str, Any] | None) -> str:
+    """The lines NAME="value" of a systemd EnvironmentFile, sorted by name, each value as
+    env_value writes it; "" for none. The names are checked before (the app role's preflight).
+
+    `{{ app_env | stack_env_lines }}`
+    """
+    return "".join(f"{key}={env_value(value if value is not None else '')}\n"
+                   for key, value in sorted((env or {}).items(), key=lambda kv: str(kv[0])))
+
+
 def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str], event: str, result: str,
                   by: str) -> dict[str, Any]:
     """A deploy's or rollback's marker: one JSON line (event, release, from, by, result, hosts),
-    from the app role's facts of each host: __app_switch (from, to) where its switch began, else
-    what it planned (__app_current, and __app_target of a deploy or __app_plan of a rollback: a
-    run that failed before switching). `changed` says whether any host goes to another release:
-    a run that changes none writes no marker. `release` and `from` are one id when the hosts
-    agree, else a sorted list.
+    from the one fact the app role publishes on each host, app_moving (from, to: what the host
+    leaves and the release it goes to, set when the run chose it and again where its switch
+    began). `changed` says whether any host goes to another release: a run that changes none
+    writes no marker. `release` and `from` are one id when the hosts agree, else a sorted list.
 
     `{{ hostvars | stack_deploy_marker(ansible_play_batch, 'deploy', 'ok', app_marker_by) }}`
     """
@@ -373,14 +382,8 @@ def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str
         raise ValueError(f"a marker is a deploy or rollback that is ok or failed, not {event!r} {result!r}")
     moved, targets, sources = [], set(), set()
     for host in hosts:
-        hv = hostvars[host]
-        switch = hv.get("__app_switch") or {}
-        if switch:
-            before, target = str(switch.get("from") or ""), str(switch.get("to") or "")
-        else:
-            before = str(hv.get("__app_current") or "")
-            planned = (hv.get("__app_plan") or {}).get("target") if event == "rollback" else hv.get("__app_target")
-            target = str(planned or "")
+        moving = hostvars[host].get("app_moving") or {}
+        before, target = str(moving.get("from") or ""), str(moving.get("to") or "")
         if target and target != before:
             moved.append(host)
             targets.add(target)
@@ -414,6 +417,35 @@ def deploy_serial(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str
     app = _members(groups, "app")
     host_vars = hostvars.get(app[0], {}) if app else {}
     return list(setting(host_vars, "app_deploy_batches", defaults))
+
+
+def build_argv(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], python: str,
+               root: str, artifact: str = "", force: bool = False,
+               defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """The build's command line (scripts/build_release.py) from the app settings of the first app
+    host (where the inventory's group_vars and any -e put them), else the app role's defaults:
+    app_source (relative to the repository's root `root`), app_test_command, app_build_tests,
+    app_pythons. With `artifact`, the artifact built before is described instead.
+
+    `{{ hostvars | stack_build_argv(groups, ansible_playbook_python, playbook_dir ~ '/..') }}`
+    """
+    app = _members(groups, "app")
+    host_vars = hostvars.get(app[0], {}) if app else {}
+    script = str(Path(root) / "scripts" / "build_release.py")
+    if artifact:
+        return [python, script, "--artifact", str(artifact)]
+    source = str(setting(host_vars, "app_source", defaults))
+    pythons = setting(host_vars, "app_pythons", defaults)
+    argv = [python, script, "--project", str(root), "--source", str(Path(root) / source)]
+    if isinstance(pythons, str):
+        pythons = [pythons]
+    if pythons:
+        argv += ["--python", ",".join(str(p) for p in pythons)]
+    if not _truthy(setting(host_vars, "app_build_tests", defaults)):
+        argv.append("--no-tests")
+    elif setting(host_vars, "app_test_command", defaults):
+        argv += ["--test-command", str(setting(host_vars, "app_test_command", defaults))]
+    return argv + (["--force"] if _truthy(force) else [])
 
 
 def batch_problems(batches: Any) -> list[str]:
@@ -467,6 +499,7 @@ class FilterModule:
             "stack_journald_units": journald_units,
             "stack_addresses": addresses,
             "stack_env_value": env_value,
+            "stack_env_lines": env_lines,
             "stack_public_url": public_url,
             "stack_probes": probes,
             "stack_alertmanagers": alertmanagers,
@@ -478,5 +511,6 @@ class FilterModule:
             "stack_deploy_serial": deploy_serial,
             "stack_batch_problems": batch_problems,
             "stack_batch_sizes": batch_sizes,
+            "stack_build_argv": build_argv,
         }
 

@@ -195,9 +195,9 @@ url, timeout, method, headers, body = sys.argv[1], float(sys.argv[2]), sys.argv[
 request = urllib.request.Request(url, data=body.encode() or None, headers=headers, method=method)
 try:
     with urllib.request.urlopen(request, timeout=timeout) as r:
-        print(json.dumps([r.status, r.read().decode()]))
+        print(json.dumps([r.status, r.read().decode(), dict(r.headers)]))
 except urllib.error.HTTPError as e:
-    print(json.dumps([e.code, e.read().decode(errors="replace")]))
+    print(json.dumps([e.code, e.read().decode(errors="replace"), dict(e.headers or {})]))
 """
 
 
@@ -209,8 +209,8 @@ def get_from(name: str, url: str, timeout: float = 5, method: str = "GET", heade
     result = testinfra_host(name).run(f"python3 -c {shlex.quote(_GET_ON_HOST)} " + " ".join(map(shlex.quote, args)))
     if result.rc != 0:
         return Answer(0, result.stderr.strip()[-500:], {})
-    status, body = json.loads(result.stdout)
-    return Answer(status, body, {})
+    status, body, headers = json.loads(result.stdout)
+    return Answer(status, body, headers)
 
 
 def blackbox_probe(target: str, name: str = "") -> dict[str, float]:
@@ -269,10 +269,11 @@ def instance_health(name: str, port: int) -> dict | None:
     return json.loads(answer.body) if answer.status == 200 else None
 
 
-def instance_release(name: str, port: int) -> str:
-    """The release an app instance reports, or "<no answer>"."""
-    health = instance_health(name, port)
-    return str(health["release"]) if health else "<no answer>"
+def instance_release(name: str, port: int, path: str = "/health") -> str:
+    """The release an app instance serves, as the runner names it on every answer (X-Release), or
+    "<no answer>" when its health path does not answer 200."""
+    answer = get_from(hosts("lb")[0], f"http://{address(name)}:{port}{path}")
+    return answer.headers.get("X-Release", "<no X-Release>") if answer.status == 200 else "<no answer>"
 
 
 def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:

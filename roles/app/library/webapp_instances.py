@@ -8,7 +8,8 @@ module: webapp_instances
 short_description: Observe the app's instances and say which must restart
 description:
   - Reads, for every instance port, its systemd service and socket units and asks its
-    C(/health) endpoint which release it serves.
+    health path (I(path)) which release it serves: the runner's C(X-Release) header, on an
+    answer whose status is one of I(statuses).
   - An instance is stale when its service is not active, its socket unit is not listening,
     it does not answer with I(release), or it started before any path in I(watch) (or its
     socket before any path in I(socket_watch)) last changed.
@@ -53,6 +54,9 @@ options:
   fallback: {description: "Release to go back to when I(release) fails (empty: none; with I(link)).", type: str, default: ""}
   failed_marker: {description: Name of the file that marks a release failed., type: str, default: .failed}
   host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
+  mark_failed: {description: Whether a failed pre-check marks I(release) failed (not when only its environment is new)., type: bool, default: true}
+  path: {description: The app's health path each instance is asked., type: str, default: /health}
+  statuses: {description: HTTP statuses of the health path that count as healthy., type: list, elements: int, default: [200]}
   candidate: {description: "Template unit of a pre-check of I(release) (empty: no pre-check); needs I(wait) and I(releases_dir).", type: str, default: ""}
 """
 
@@ -88,7 +92,6 @@ switched:
 """
 
 import http.client
-import json
 import os
 import socket
 import subprocess
@@ -125,23 +128,28 @@ def _changed_at(paths: list[str]) -> tuple[float, str]:
     return newest, which
 
 
-def _health(url: str, timeout: float) -> tuple[int, str, str]:
-    """(status, release, why not healthy) of one /health request; status 0 when no answer came."""
+# The runner (runner/, stack_runner) names the release it serves on every answer.
+RELEASE_HEADER = "X-Release"
+
+
+def _health(url: str, timeout: float, statuses: tuple[int, ...] = (200,)) -> tuple[int, str, str]:
+    """(status, release, why not healthy) of one request of the health path; status 0 when no
+    answer came. The release is the runner's X-Release header, whatever the app answered."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (the host's own instances)
-            body = resp.read().decode()
-            status = resp.status
+            resp.read()
+            status, release = resp.status, resp.headers.get(RELEASE_HEADER, "")
     except urllib.error.HTTPError as err:
-        return err.code, "", f"answered {err.code}"
+        status, release = err.code, (err.headers.get(RELEASE_HEADER, "") if err.headers else "")
     except (OSError, ValueError, http.client.HTTPException) as err:
         # refused, reset, timed out (OSError); a cut body (IncompleteRead), a malformed status line or
-        # too many headers (HTTPException); an answer that is not text (ValueError).
+        # too many headers (HTTPException).
         cause = err.reason if isinstance(getattr(err, "reason", None), BaseException) else err  # URLError wraps it
         return 0, "", f"{type(cause).__name__}: {cause}"
-    try:
-        release = str(json.loads(body).get("release", ""))
-    except (ValueError, AttributeError):
-        return status, "", "answered no JSON"
+    if status not in statuses:
+        return status, release, f"answered {status}"
+    if not release:
+        return status, "", f"answered without the {RELEASE_HEADER} header (not served by the runner)"
     return status, release, ""
 
 
@@ -153,7 +161,7 @@ def observe(p: dict) -> list[dict]:
     for port in p["ports"]:
         service = f"{p['unit']}@{port}.service"
         socket_unit = f"{p['unit']}@{port}.socket"
-        status, release, error = _health(f"http://{host}:{port}/health", p["timeout"])
+        status, release, error = _health(f"http://{host}:{port}{p['path']}", p["timeout"], tuple(p["statuses"]))
         if p["check_units"]:
             svc = _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
                                   "ExecMainExitTimestampMonotonic"])
@@ -179,8 +187,8 @@ def observe(p: dict) -> list[dict]:
             reasons.append(f"service {svc.get('ActiveState', 'unknown')}")
         elif watched and (started is None or started < watched):
             reasons.append(f"started before {watched_path} changed")
-        if status != 200:
-            reasons.append(f"health: {error or status}")
+        if error:
+            reasons.append(f"health: {error}")
         elif p["release"] and release != p["release"]:
             reasons.append(f"serves {release or 'no release'}, not {p['release']}")
         found.append({"port": port, "service": svc.get("ActiveState", ""), "socket": sock.get("ActiveState", ""),
@@ -351,11 +359,13 @@ def precheck(module: AnsibleModule, p: dict) -> None:
     finally:
         subprocess.run(["systemctl", "stop", unit], capture_output=True, check=False)
     if stale:
-        with open(os.path.join(p["releases_dir"], p["release"], p["failed_marker"]), "w", encoding="utf-8") as marker:
-            marker.write(f"pre-check on {p['address']}:{p['ports'][0]} failed\n")
+        if p["mark_failed"]:
+            with open(os.path.join(p["releases_dir"], p["release"], p["failed_marker"]), "w", encoding="utf-8") as marker:
+                marker.write(f"pre-check on {p['address']}:{p['ports'][0]} failed\n")
         module.fail_json(msg=f"Release {p['release']} did not answer its health endpoint on {p['address']}:{p['ports'][0]} "
-                             f"on {p['host']} within {p['wait']} s ({why}); no instance was switched to it, current is "
-                             f"still {p['fallback'] or 'unset'}. Its journal:\n{log}",
+                             f"on {p['host']} within {p['wait']} s ({why}) with the settings this run brings "
+                             f"(app_wsgi, app_env, app_secret_env, ...); no instance was switched to it or to those "
+                             f"settings, current is still {p['fallback'] or 'unset'}. Its journal:\n{log}",
                          changed=True, leftovers=leftovers, instances=found, stale=stale)
     module.exit_json(changed=True, leftovers=leftovers, instances=found, stale=[])
 
@@ -382,6 +392,9 @@ def main() -> None:
             "failed_marker": {"type": "str", "default": ".failed"},
             "host": {"type": "str", "default": ""},
             "candidate": {"type": "str", "default": ""},
+            "path": {"type": "str", "default": "/health"},
+            "mark_failed": {"type": "bool", "default": True},
+            "statuses": {"type": "list", "elements": "int", "default": [200]},
         },
         supports_check_mode=True,
     )

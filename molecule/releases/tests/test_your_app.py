@@ -1,0 +1,243 @@
+"""An operator's own apps on the lab, after test_releases.py (file order): the fixture projects
+in tests/fixtures/apps, built from their own pyproject.toml the way an operator's would be, each
+deployed and rolled back under load with no failed request, their metrics in Prometheus and
+their lines in Loki; then bad input, each refused naming its variable with the running release
+still serving.
+
+- notes: a Flask app factory on SQLite, its database in a shared folder whose table the migrate
+  step makes (a database per host: app_migrate_once false), its secret key from app_secret_env;
+- plainapp: a plain WSGI callable, no Flask at all.
+
+Every run passes its app's settings as extra variables (a file of them), as an inventory's
+group_vars would set them. Load goes only to the lab's load balancer, bounded (bench/loadgen.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.parse
+
+import pytest
+import yaml
+from conftest import (PROJECT, address, app_instances, app_ports, client_url, get, get_from, hosts, loki_query_auth,
+                      loki_url, playbook, port)
+from test_releases import assert_no_failed_request, assert_ok, under_load
+
+FIXTURES = PROJECT / "tests" / "fixtures" / "apps"
+NOTES = {
+    "app_source": str(FIXTURES / "notes"),
+    "app_wsgi": "notes:create_app()",
+    "app_env": {"NOTES_TITLE": "Lab notes", "NOTES_DATABASE": "var/notes.db"},
+    "app_secret_env": {"NOTES_SECRET_KEY": "lab-notes-secret"},
+    "app_shared_paths": ["var"],
+    "app_migrate_command": "flask --app notes:create_app init-db",
+    "app_migrate_once": False,
+}
+PLAIN = {
+    "app_source": str(FIXTURES / "plain"),
+    "app_wsgi": "plainapp:application",
+    "app_env": {"PLAIN_MESSAGE": "plain from the lab"},
+}
+SEEN: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """settings(app, **more) -> the ansible-playbook arguments of an extra-vars file of the app's settings."""
+    folder = tmp_path_factory.mktemp("settings")
+
+    def write(app: dict, **more: object) -> list[str]:
+        path = folder / f"vars-{secrets.token_hex(4)}.yml"
+        path.write_text(yaml.safe_dump({**app, **more}))
+        return ["-e", f"@{path}"]
+
+    return write
+
+
+def releases() -> dict[str, str]:
+    """The release each instance serves, from the runner's X-Release header of its health path."""
+    found = {}
+    for host, p in app_instances():
+        answer = get_from(hosts("lb")[0], f"http://{address(host)}:{p}/health")
+        found[f"{host}:{p}"] = answer.headers.get("X-Release", "") if answer.status == 200 else f"<{answer.status}>"
+    return found
+
+
+def serves(release: str) -> None:
+    found = releases()
+    assert set(found.values()) == {release}, found
+
+
+def deployed_release(output: str) -> str:
+    """The release id the build play showed ("Release <id> (...").)"""
+    for line in output.splitlines():
+        if '"msg": "Release ' in line or "msg: Release " in line:
+            return line.split("Release ", 1)[1].split()[0]
+    raise AssertionError("the deploy showed no release:\n" + output[-3000:])
+
+
+def prometheus(expr: str) -> list[dict]:
+    mon = hosts("monitoring")[0]
+    answer = get(f"http://{address(mon)}:{port(mon, 'prometheus_port')}/api/v1/query?"
+                 + urllib.parse.urlencode({"query": expr}))
+    body = json.loads(answer.body)
+    assert answer.status == 200 and body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def wait_for_series(expr: str, count: int, seconds: float = 90) -> list[dict]:
+    """Prometheus answers `expr` with at least `count` series within `seconds` (scrapes come every few seconds)."""
+    deadline = time.monotonic() + seconds
+    while len(found := prometheus(expr)) < count:
+        assert time.monotonic() < deadline, f"{expr}: {len(found)} series after {seconds} s, want {count}: {found}"
+        time.sleep(2)
+    return found
+
+
+def wait_for_line(text: str, seconds: float = 90) -> list[dict]:
+    """The app's lines in Loki (service="webapp", each a JSON record) with `text`, within `seconds`
+    (Fluent Bit ships the instances' journal every second)."""
+    since = time.time_ns() - 15 * 60 * 10**9
+    query = {"query": f'{{service="webapp"}} |= {json.dumps(text)}', "start": since, "limit": 100}
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = get(loki_url("/loki/api/v1/query_range?" + urllib.parse.urlencode(query)), headers=loki_query_auth())
+        assert answer.status == 200, answer.body[:500]
+        found = [json.loads(v[1]) for s in json.loads(answer.body)["data"]["result"] for v in s["values"]]
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"no line with {text!r} in Loki after {seconds} s"
+        time.sleep(2)
+
+
+def note_url(host: str, path: str) -> str:
+    return f"http://{address(host)}:{app_ports(host)[0]}{path}"
+
+
+def deploy(args: list[str], force: bool = True) -> str:
+    proc, load = under_load("playbooks/deploy.yml", *args, *(["-e", "webapp_build_force=true"] if force else []))
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    return deployed_release(proc.stdout)
+
+
+def test_the_notes_app_deploys_with_its_migration_and_shared_database(settings):
+    SEEN["notes1"] = deploy(settings(NOTES))
+    serves(SEEN["notes1"])
+    answer = get(client_url("/"))
+    assert answer.status == 200 and answer.body == "Lab notes: 0 notes", answer
+    for host in hosts("app"):
+        made = get_from(hosts("lb")[0], note_url(host, "/notes"), method="POST",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"}, body="text=kept+across+releases")
+        assert made.status == 201, made
+        SEEN[f"note_{host}"] = made.body.strip()
+
+
+def test_a_row_written_before_a_deploy_is_there_after_it(settings):
+    SEEN["notes2"] = deploy(settings(NOTES))
+    assert SEEN["notes2"] != SEEN["notes1"]
+    serves(SEEN["notes2"])
+    for host in hosts("app"):
+        answer = get_from(hosts("lb")[0], note_url(host, f"/notes/{SEEN[f'note_{host}']}"))
+        assert (answer.status, answer.body) == (200, "kept across releases"), (host, answer)
+
+
+def test_the_notes_app_rolls_back_under_load_and_keeps_its_data(settings):
+    proc, load = under_load("playbooks/rollback.yml", *settings(NOTES))
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    serves(SEEN["notes1"])
+    for host in hosts("app"):
+        answer = get_from(hosts("lb")[0], note_url(host, f"/notes/{SEEN[f'note_{host}']}"))
+        assert (answer.status, answer.body) == (200, "kept across releases"), (host, answer)
+
+
+def test_the_notes_apps_metrics_reach_prometheus_under_the_seeds_names():
+    want = len(app_instances())
+    wait_for_series(f'app_build_info{{release="{SEEN["notes1"]}"}}', want)
+    # The Flask route, not the raw path, as the label (the runner reads the app's URL rule).
+    wait_for_series('flask_http_request_total{route="/notes/<int:note_id>"}', 1)
+
+
+def test_the_notes_apps_access_lines_reach_loki():
+    marker = f"/notes/{900000 + secrets.randbelow(99999)}"
+    host = hosts("app")[0]
+    assert get_from(hosts("lb")[0], note_url(host, marker)).status == 404
+    line = wait_for_line(marker)[0]
+    assert (line["path"], line["status"], line["logger"]) == (marker, 404, "webapp.access"), line
+    assert line["request_id"] and line["unit"].startswith("webapp@"), line
+
+
+def test_a_plain_wsgi_app_deploys_and_rolls_back_under_load(settings):
+    SEEN["plain1"] = deploy(settings(PLAIN))
+    serves(SEEN["plain1"])
+    assert get(client_url("/")).body == "plain from the lab"
+    SEEN["plain2"] = deploy(settings(PLAIN))
+    serves(SEEN["plain2"])
+    proc, load = under_load("playbooks/rollback.yml", *settings(PLAIN))
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    serves(SEEN["plain1"])
+
+
+def test_the_plain_apps_metrics_and_lines_reach_prometheus_and_loki():
+    wait_for_series(f'app_build_info{{release="{SEEN["plain1"]}"}}', len(app_instances()))
+    wait_for_series('flask_http_request_total{route="*"}', 1)
+    marker = f"/plain-{secrets.token_hex(6)}"
+    assert get_from(hosts("lb")[0], note_url(hosts("app")[0], marker)).status == 404
+    assert wait_for_line(marker)
+
+
+# --- bad input: refused naming the variable, the running release still serving ----------------------
+
+def refused(args: list[str], *words: str) -> None:
+    before = releases()
+    proc = playbook("playbooks/deploy.yml", *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    for word in words:
+        assert word in out, f"{word!r} not in the output:\n{out[-4000:]}"
+    assert releases() == before, "an instance changed release"
+    assert get(client_url("/")).status == 200
+
+
+@pytest.mark.parametrize(("more", "words"), [
+    ({"app_shared_paths": ["../outside"]}, ["app_shared_paths", "leaves the release"]),
+    ({"app_shared_paths": ["/srv/data"]}, ["app_shared_paths", "absolute"]),
+    ({"app_env": {"NOT-AN-IDENTIFIER": "x"}}, ["app_env", "not an environment name"]),
+    ({"app_wsgi": "plainapp"}, ["app_wsgi must be module:name"]),
+], ids=["dotdot", "absolute", "env-name", "wsgi-form"])
+def test_bad_settings_are_refused_before_any_change(settings, more, words):
+    refused(settings(PLAIN, **more), *words)
+
+
+def test_a_source_without_pyproject_is_refused(settings, tmp_path):
+    (tmp_path / "setup.py").write_text("")
+    refused(settings(PLAIN, app_source=str(tmp_path)), "app_source", "has no pyproject.toml")
+
+
+def test_an_app_wsgi_that_does_not_import_is_refused_by_the_pre_check(settings):
+    refused(settings(PLAIN, app_wsgi="plainapp_missing:application"), "app_wsgi", "plainapp_missing")
+
+
+def test_a_factory_that_raises_is_refused_by_the_pre_check(settings):
+    # The notes factory refuses to start without its secret key.
+    refused(settings({**NOTES, "app_secret_env": {}}) + ["-e", "webapp_build_force=true"], "app_wsgi",
+            "NOTES_SECRET_KEY is not set")
+
+
+def test_a_failing_migrate_step_stops_the_deploy_with_its_output(settings):
+    refused(settings(NOTES, app_migrate_command="echo cannot-migrate-now >&2; exit 4") + ["-e", "webapp_build_force=true"],
+            "app_migrate_command failed", "exit 4", "cannot-migrate-now")
+
+
+def test_a_one_off_command_runs_in_the_current_release(settings):
+    proc = playbook("playbooks/run.yml", *settings(PLAIN), "-e", "app_command=python -c 'import os, plainapp; "
+                    "print(os.environ[\"PLAIN_MESSAGE\"], plainapp.__version__, os.getcwd())'",
+                    "-e", f"app_command_host={hosts('app')[-1]}")
+    assert_ok(proc)
+    assert "plain from the lab 1.0.0 /opt/webapp/releases/" in proc.stdout, proc.stdout[-3000:]
+    failed = playbook("playbooks/run.yml", *settings(PLAIN), "-e", "app_command=exit 7")
+    assert failed.returncode != 0 and "app_command exited 7" in failed.stdout, failed.stdout[-3000:]
