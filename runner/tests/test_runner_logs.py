@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import BufferedClient, make_flask_app, serve
+from runner_support import BufferedClient, make_flask_app, serve
 from stack_runner import logs
 from stack_runner.config import Config
 

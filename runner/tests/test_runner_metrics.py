@@ -5,7 +5,7 @@ import sys
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from conftest import RELEASE, VERSION, BufferedClient, make_flask_app, sample, serve
+from runner_support import RELEASE, VERSION, BufferedClient, make_flask_app, sample, serve
 from stack_runner import metrics
 
 
@@ -61,7 +61,7 @@ def test_a_plain_wsgi_app_counts_its_health_path_metrics_and_the_rest(plain: Buf
 
 
 def test_the_health_path_of_a_plain_app_is_the_configured_one() -> None:
-    from conftest import plain_app
+    from runner_support import plain_app
 
     before = sample("flask_http_request_total", method="GET", route="/-/ready", status="200")
     serve(plain_app, health_path="/-/ready").get("/-/ready")

@@ -65,7 +65,7 @@ def test_loads_from_a_package_module(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_a_flask_factory() -> None:
     from flask import Flask
     assert isinstance(load("flask:Flask"), type)  # a class is callable: the loader does not judge further
-    assert isinstance(load("conftest:make_flask_app()"), Flask)
+    assert isinstance(load("runner_support:make_flask_app()"), Flask)
 
 
 @pytest.mark.parametrize(("attr", "reason"), [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BufferedClient, make_flask_app, serve
+from runner_support import BufferedClient, make_flask_app, serve
 from stack_runner import logs, watchdog
 
 

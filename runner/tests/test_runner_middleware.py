@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from conftest import RELEASE, BufferedClient, make_flask_app, plain_app, serve
+from runner_support import RELEASE, BufferedClient, make_flask_app, plain_app, serve
 from stack_runner import logs, middleware
 
 
@@ -166,7 +166,7 @@ def test_a_generator_app_raising_before_start_response_is_answered_500() -> None
 
 
 def test_an_app_failing_mid_body_is_cut_and_counted_as_500() -> None:
-    from conftest import sample
+    from runner_support import sample
 
     def app(environ: dict[str, Any], start_response: Any) -> Body:
         start_response("200 OK", [])
