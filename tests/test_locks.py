@@ -65,11 +65,13 @@ def test_the_app_lock_is_within_the_controller_lock():
     assert not differ, f"app lock vs controller lock: {differ} (run ./stack lock)"
 
 
-def test_the_app_lock_satisfies_every_dependency_of_the_app():
-    project = tomllib.loads((PROJECT / "app" / "pyproject.toml").read_text())["project"]
+@pytest.mark.parametrize("package", ["app", "runner"])
+def test_the_app_lock_satisfies_every_dependency_of_the_app_and_the_runner(package):
+    """A release installs the app and the runner that serves it, both from the app's lock."""
+    project = tomllib.loads((PROJECT / package / "pyproject.toml").read_text())["project"]
     for dependency in project["dependencies"]:
         req = Requirement(dependency)
-        assert req.name.lower() in APP, f"{req.name} (app/pyproject.toml) is not in {build_release.LOCK}"
+        assert req.name.lower() in APP, f"{req.name} ({package}/pyproject.toml) is not in {build_release.LOCK}"
         assert req.specifier.contains(APP[req.name.lower()][0]), f"{build_release.LOCK} pins {req.name} outside {req}"
     assert "pip" in APP, "pip's wheel, the hosts' installer, is not locked"
 

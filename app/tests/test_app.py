@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+import pytest
 from flask.testing import FlaskClient
 
-from conftest import RELEASE
 from webapp import __version__
 from webapp.app import create_app
 from webapp.config import Config
+
+# As conftest's app fixture sets it (not imported: runner/tests has a conftest too).
+RELEASE = "20260101T000000Z-abc1234"
 
 
 def test_index_returns_the_default_message() -> None:
@@ -23,6 +23,11 @@ def test_index_returns_a_configured_message() -> None:
     assert r.get_data(as_text=True) == "Bonjour, monde"
 
 
+def test_the_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_MESSAGE", "from the environment")
+    assert create_app().test_client().get("/").get_data(as_text=True) == "from the environment"
+
+
 def test_health(client: FlaskClient) -> None:
     r = client.get("/health")
     assert r.status_code == 200
@@ -30,24 +35,35 @@ def test_health(client: FlaskClient) -> None:
     assert r.get_json() == {"status": "ok", "version": __version__, "release": RELEASE}
 
 
-def test_health_release_from_a_release_file(tmp_path: Path) -> None:
-    path = tmp_path / "release.json"
-    path.write_text(json.dumps({"release_id": "r-file", "version": "1.0.0"}))
-    r = create_app(Config.from_env({"APP_RELEASE_FILE": str(path)})).test_client().get("/health")
-    assert r.get_json()["release"] == "r-file"
-
-
-def test_health_release_from_app_release_id() -> None:
-    r = create_app(Config.from_env({"APP_RELEASE_ID": "r-env"})).test_client().get("/health")
-    assert r.get_json()["release"] == "r-env"
+def test_health_release_is_the_runners(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK_RELEASE", "r-env")
+    assert client.get("/health").get_json()["release"] == "r-env"
+    monkeypatch.delenv("STACK_RELEASE")
+    assert client.get("/health").get_json()["release"] == "unknown"
 
 
 def test_unknown_path_is_404(client: FlaskClient) -> None:
     assert client.get("/no/such/page").status_code == 404
 
 
-def test_request_id_is_echoed_or_generated(client: FlaskClient) -> None:
-    assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    generated = client.get("/").headers["X-Request-ID"]
-    assert len(generated) == 32 and int(generated, 16) >= 0
-    assert client.get("/", headers={"X-Request-ID": "has space"}).headers["X-Request-ID"] != "has space"
+def test_metrics_are_not_the_apps(client: FlaskClient) -> None:
+    assert client.get("/metrics").status_code == 404  # the runner answers /metrics
+
+
+def test_served_by_the_runner() -> None:
+    """Under stack-runner (when installed): X-Release, the route labels, /metrics."""
+    pytest.importorskip("stack_runner")
+    from prometheus_client import REGISTRY
+    from werkzeug.test import Client
+
+    from stack_runner import middleware
+    from stack_runner.config import Config as RunnerConfig
+    from stack_runner.loader import load
+
+    client = Client(middleware.wrap(load("webapp.app:create_app()"), RunnerConfig(release=RELEASE)))
+    labels = {"method": "GET", "route": "/health", "status": "200"}
+    before = REGISTRY.get_sample_value("flask_http_request_total", labels) or 0.0
+    r = client.get("/health", buffered=True)
+    assert (r.status_code, r.headers["X-Release"]) == (200, RELEASE)
+    assert REGISTRY.get_sample_value("flask_http_request_total", labels) == before + 1
+    assert "flask_http_request_total" in client.get("/metrics", buffered=True).get_data(as_text=True)

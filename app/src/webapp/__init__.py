@@ -1,4 +1,4 @@
-"""webapp: a message, health, Prometheus metrics and JSON logs, served by Waitress."""
+"""webapp: a message and a health endpoint, a plain Flask app served by the stack's runner."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -7,12 +7,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from webapp import logs
-from webapp.app import create_app
-from webapp.config import Config
+from runner_support import BufferedClient, make_flask_app, serve
+from stack_runner import logs
+from stack_runner.config import Config
 
 ACCESS_KEYS = {"ts", "level", "logger", "msg", "method", "path", "route", "status", "duration_ms",
                "remote_addr", "user_agent", "request_id"}
@@ -24,7 +22,7 @@ def access_lines(out: str) -> list[dict[str, object]]:
 
 
 @pytest.mark.usefixtures("json_logs")
-def test_access_log_is_one_json_line_on_stdout(client: FlaskClient, capsys: pytest.CaptureFixture[str]) -> None:
+def test_access_log_is_one_json_line_on_stdout(client: BufferedClient, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
     r = client.get("/health", headers={"User-Agent": "probe", "X-Request-ID": "req-1"},
                    environ_base={"REMOTE_ADDR": "203.0.113.9"})
@@ -39,7 +37,7 @@ def test_access_log_is_one_json_line_on_stdout(client: FlaskClient, capsys: pyte
 
 
 @pytest.mark.usefixtures("json_logs")
-def test_access_log_of_a_404(client: FlaskClient, capsys: pytest.CaptureFixture[str]) -> None:
+def test_access_log_of_a_404(client: BufferedClient, capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
     r = client.get("/nope")
     [entry] = access_lines(capsys.readouterr().out)
@@ -48,7 +46,15 @@ def test_access_log_of_a_404(client: FlaskClient, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.usefixtures("json_logs")
-def test_remote_addr_is_the_peer_without_proxy_headers(client: FlaskClient) -> None:
+def test_access_log_of_a_plain_wsgi_app(plain: BufferedClient, capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure()
+    plain.get("/caf%C3%A9/1")
+    [entry] = access_lines(capsys.readouterr().out)
+    assert (entry["path"], entry["route"], entry["status"]) == ("/café/1", "*", 200)
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_remote_addr_is_the_peer_without_proxy_headers(client: BufferedClient) -> None:
     out = io.StringIO()
     logs.configure(stream=out)
     client.get("/", environ_base={"REMOTE_ADDR": "192.0.2.1"})
@@ -59,12 +65,12 @@ def test_remote_addr_is_the_peer_without_proxy_headers(client: FlaskClient) -> N
 LB = "10.0.0.11"
 
 
-def behind_lb(trusted: str) -> FlaskClient:
-    app: Flask = create_app(Config(trusted_proxies=Config.from_env({"APP_TRUSTED_PROXIES": trusted}).trusted_proxies))
-    return app.test_client()
+def behind_lb(trusted: str) -> BufferedClient:
+    proxies = Config.from_env({"STACK_TRUSTED_PROXIES": trusted}).trusted_proxies
+    return serve(make_flask_app(), trusted_proxies=proxies)
 
 
-def logged_addr(client: FlaskClient, peer: str, headers: dict[str, str]) -> object:
+def logged_addr(client: BufferedClient, peer: str, headers: dict[str, str]) -> object:
     out = io.StringIO()
     logs.configure(stream=out)
     client.get("/", headers=headers, environ_base={"REMOTE_ADDR": peer})
@@ -80,7 +86,7 @@ def test_proxy_headers_of_an_untrusted_peer_are_ignored(headers: dict[str, str])
 
 
 @pytest.mark.usefixtures("json_logs")
-def test_no_peer_is_trusted_by_default(client: FlaskClient) -> None:
+def test_no_peer_is_trusted_by_default(client: BufferedClient) -> None:
     assert logged_addr(client, LB, {"X-Forwarded-For": "203.0.113.9"}) == LB
 
 
@@ -125,7 +131,7 @@ def test_formatter_keeps_the_traceback() -> None:
 
 
 @pytest.mark.usefixtures("json_logs")
-def test_long_client_fields_are_cut_with_a_marker_never_dropped(client: FlaskClient,
+def test_long_client_fields_are_cut_with_a_marker_never_dropped(client: BufferedClient,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
     agent, path = '"' * 20_000, "/" + "p" * 9_000
@@ -144,3 +150,12 @@ def test_long_client_fields_are_cut_with_a_marker_never_dropped(client: FlaskCli
                                                  ("x" * 1025, "x" * 1024 + logs.CUT_MARKER)])
 def test_clip(value: str, expected: str) -> None:
     assert logs.clip(value) == expected
+
+
+@pytest.mark.parametrize(("given", "kept"), [("abc-123", True), ("x" * 128, True), ("x" * 129, False),
+                                             ("has space", False), ("", False), ("caf\u00e9", False)])
+def test_request_id(given: str, kept: bool) -> None:
+    rid = logs.request_id(given)
+    assert (rid == given) is kept
+    if not kept:
+        assert len(rid) == 32 and int(rid, 16) >= 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import threading
@@ -10,18 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from webapp import watchdog
+from runner_support import BufferedClient, make_flask_app, serve
+from stack_runner import logs, watchdog
 
 
 class Health(http.server.BaseHTTPRequestHandler):
-    """/health answers 200, or hangs while `frozen` is set (a frozen or stuck instance)."""
+    """Any path answers `status` (200), or hangs while `frozen` is set (a frozen or stuck instance)."""
 
     frozen = threading.Event()
+    status = 200
+    paths: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802
         while self.frozen.is_set():
             time.sleep(0.01)
-        self.send_response(200)
+        Health.paths.append(self.path)
+        self.send_response(Health.status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -32,6 +37,7 @@ class Health(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[int]:
     Health.frozen.clear()
+    Health.status, Health.paths = 200, []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -61,6 +67,11 @@ def received(sock: socket.socket, seconds: float) -> list[bytes]:
     return found
 
 
+def dog(port: int, notify_path: str, **options: object) -> watchdog.Watchdog:
+    send = lambda m: watchdog.notify(m, {"NOTIFY_SOCKET": notify_path})  # noqa: E731
+    return watchdog.Watchdog("127.0.0.1", port, 0.6, send=send, **options)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("env", "expected"), [
     ({}, None), ({"WATCHDOG_USEC": "0"}, None), ({"WATCHDOG_USEC": "x"}, None),
     ({"WATCHDOG_USEC": "3000000"}, 3.0), ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "42"}, 3.0),
@@ -83,8 +94,8 @@ def test_notify_without_a_socket_is_no_error() -> None:
 
 def test_fed_while_the_instance_answers_and_starved_while_it_hangs(server: int, notify_socket) -> None:
     path, sock = notify_socket
-    dog = watchdog.Watchdog("127.0.0.1", server, 0.6, send=lambda m: watchdog.notify(m, {"NOTIFY_SOCKET": path}))
-    dog.start()
+    fed = dog(server, path)
+    fed.start()
     try:
         assert len(received(sock, 0.6)) >= 3, "no ping while /health answers"
         Health.frozen.set()
@@ -94,7 +105,8 @@ def test_fed_while_the_instance_answers_and_starved_while_it_hangs(server: int, 
         Health.frozen.clear()
         assert received(sock, 0.6), "no ping once /health answers again"
     finally:
-        dog.stop()
+        fed.stop()
+    assert set(Health.paths) == {"/health"}
 
 
 def test_a_closed_port_starves_the_watchdog(notify_socket) -> None:
@@ -102,12 +114,36 @@ def test_a_closed_port_starves_the_watchdog(notify_socket) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dog = watchdog.Watchdog("127.0.0.1", port, 0.6, send=lambda m: watchdog.notify(m, {"NOTIFY_SOCKET": path}))
-    dog.start()
+    starved = dog(port, path)
+    starved.start()
     try:
         assert received(sock, 0.6) == []
     finally:
-        dog.stop()
+        starved.stop()
+
+
+@pytest.mark.parametrize(("status", "statuses", "fed"), [
+    (200, {200}, True), (503, {200}, False), (204, {200}, False), (204, {200, 204}, True),
+    (301, {200, 301}, True), (500, {200, 301}, False),
+])
+def test_fed_only_while_the_status_is_a_healthy_one(server: int, notify_socket, status: int,
+                                                    statuses: set[int], fed: bool) -> None:
+    notify_path, sock = notify_socket
+    Health.status = status
+    probing = dog(server, notify_path, path="/-/ready", statuses=statuses)
+    probing.start()
+    try:
+        assert bool(received(sock, 0.5)) is fed
+    finally:
+        probing.stop()
+    assert set(Health.paths) == {"/-/ready"}
+
+
+def test_status_of_names_no_answer_as_zero() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert watchdog.status_of("127.0.0.1", port, "/health", 0.5) == watchdog.NO_ANSWER
 
 
 @pytest.mark.parametrize(("bound", "host"), [("0.0.0.0", "127.0.0.1"), ("::", "::1"), ("10.0.0.5", "10.0.0.5")])
@@ -119,19 +155,22 @@ def test_the_process_pid_is_read_by_default() -> None:
     assert watchdog.period({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}) == 1.0
 
 
-def test_the_probe_is_neither_counted_nor_logged_and_cannot_be_forged(capsys: pytest.CaptureFixture[str]) -> None:
-    from webapp import logs
-    from webapp.app import create_app
-    from webapp.config import Config
-
+@pytest.mark.usefixtures("json_logs")
+def test_the_probe_reaches_the_app_but_is_neither_counted_nor_logged_and_cannot_be_forged(
+        capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure()
-    client = create_app(Config()).test_client()
+    asked: list[str] = []
+    app = make_flask_app()
+    app.before_request(lambda: asked.append("yes") and None)
+    client: BufferedClient = serve(app)
     before = client.get("/metrics").get_data(as_text=True)
     capsys.readouterr()
-    assert client.get("/health", headers={watchdog.PROBE_HEADER: watchdog.TOKEN}).status_code == 200
-    assert "/health" not in capsys.readouterr().out
+    r = client.get("/health", headers={watchdog.PROBE_HEADER: watchdog.TOKEN})
+    assert r.status_code == 200 and asked == ["yes"]
+    assert capsys.readouterr().out == ""
     assert client.get("/health", headers={watchdog.PROBE_HEADER: "forged"}).status_code == 200
-    assert '"path": "/health"' in capsys.readouterr().out
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert entry["path"] == "/health"
     after = client.get("/metrics").get_data(as_text=True)
 
     def health_count(text: str) -> float:

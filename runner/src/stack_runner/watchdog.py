@@ -1,10 +1,11 @@
 """systemd's watchdog, fed only while the instance answers a request.
 
 When systemd starts the instance with `WatchdogSec=`, it sets WATCHDOG_USEC (and
-WATCHDOG_PID). A thread of the instance then GETs its own /health on its own socket every
-PROBE_FRACTION of that time and, each time the answer is 200, sends `WATCHDOG=1` to
-$NOTIFY_SOCKET. A process frozen (SIGSTOP), or one whose every worker thread hangs, sends
-nothing: systemd kills it once WatchdogSec passes without a ping and starts it again.
+WATCHDOG_PID). A thread of the instance then GETs its own health path (STACK_HEALTH_PATH) on
+its own socket every PROBE_FRACTION of that time and, each time the answer's status is one of
+STACK_HEALTH_STATUSES, sends `WATCHDOG=1` to $NOTIFY_SOCKET. A process frozen (SIGSTOP), or one
+whose every worker thread hangs, sends nothing: systemd kills it once WatchdogSec passes
+without a ping and starts it again.
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 # Probes per watchdog period: several chances to answer before systemd gives up.
 PROBE_FRACTION = 1 / 6
-# The probes carry this process's own secret token in this header: the app counts and logs
+# The probes carry this process's own secret token in this header: the runner counts and logs
 # them nowhere (a probe a second per instance would drown the access log), and no client can
-# pass its own requests off as one.
-PROBE_HEADER = "X-Webapp-Watchdog"
+# pass its own requests off as one. The app still answers them.
+PROBE_HEADER = "X-Stack-Watchdog"
+PROBE_ENVIRON_KEY = "HTTP_" + PROBE_HEADER.upper().replace("-", "_")
 TOKEN = secrets.token_hex(16)
+NO_ANSWER = 0
 
 
-def is_probe(headers: Mapping[str, str]) -> bool:
-    """Whether a request is this process's own watchdog probe."""
-    return secrets.compare_digest(headers.get(PROBE_HEADER, ""), TOKEN)
+def is_probe(environ: Mapping[str, Any]) -> bool:
+    """Whether a request (its WSGI environ) is this process's own watchdog probe."""
+    return secrets.compare_digest(str(environ.get(PROBE_ENVIRON_KEY, "")), TOKEN)
 
 
 def period(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
@@ -58,25 +62,26 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def answers(host: str, port: int, timeout: float) -> bool:
-    """Whether GET /health on host:port answers 200 within `timeout` seconds (each step)."""
+def status_of(host: str, port: int, path: str, timeout: float) -> int:
+    """The status GET `path` on host:port answers within `timeout` seconds (each step), or NO_ANSWER."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", "/health", headers={"User-Agent": "webapp-watchdog", PROBE_HEADER: TOKEN})
-        return conn.getresponse().status == 200
+        conn.request("GET", path, headers={"User-Agent": "stack-runner-watchdog", PROBE_HEADER: TOKEN})
+        return conn.getresponse().status
     except (OSError, http.client.HTTPException):
-        return False
+        return NO_ANSWER
     finally:
         conn.close()
 
 
 class Watchdog(threading.Thread):
-    """Pings systemd's watchdog after every answered probe of the instance's own /health."""
+    """Pings systemd's watchdog after every healthy answer of the instance to its own probe."""
 
-    def __init__(self, host: str, port: int, seconds: float,
-                 send: Callable[[str], bool] = notify, probe: Callable[[str, int, float], bool] = answers) -> None:
-        super().__init__(name="webapp-watchdog", daemon=True)
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, seconds: float, path: str = "/health",
+                 statuses: Collection[int] = frozenset({200}), send: Callable[[str], bool] = notify,
+                 probe: Callable[[str, int, str, float], int] = status_of) -> None:
+        super().__init__(name="stack-runner-watchdog", daemon=True)
+        self.host, self.port, self.path, self.statuses = host, port, path, frozenset(statuses)
         self.every = seconds * PROBE_FRACTION
         self._send, self._probe = send, probe
         self._stopped = threading.Event()
@@ -85,13 +90,15 @@ class Watchdog(threading.Thread):
         log = logging.getLogger("webapp.watchdog")
         missed = 0
         while not self._stopped.is_set():
-            if self._probe(self.host, self.port, self.every):
+            status = self._probe(self.host, self.port, self.path, self.every)
+            if status in self.statuses:
                 self._send("WATCHDOG=1")
                 missed = 0
             else:
                 missed += 1
                 if missed == 1:
-                    log.warning("health probe unanswered: the watchdog is not fed", extra={"port": self.port})
+                    log.warning("health probe unanswered or unhealthy: the watchdog is not fed",
+                                extra={"port": self.port, "path": self.path, "status": status})
             self._stopped.wait(self.every)
 
     def stop(self) -> None:

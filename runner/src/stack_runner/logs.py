@@ -8,13 +8,11 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
-from flask import Request, Response
-
-from webapp.config import Network
-from webapp.metrics import route_label
+from stack_runner.config import Network
 
 ACCESS_LOGGER = "webapp.access"
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -24,6 +22,8 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII, no spaces, bou
 # would split the line) and Fluent Bit's buffers.
 FIELD_MAX_LENGTH = 1024
 CUT_MARKER = "...[truncated]"
+
+Environ = Mapping[str, Any]
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,18 +60,18 @@ def _trusted(addr: str, trusted: tuple[Network, ...]) -> bool:
     return any(ip in net for net in trusted)
 
 
-def client_addr(request: Request, trusted: tuple[Network, ...] = ()) -> str:
-    """The client's address: the peer's, unless the peer is a trusted proxy.
+def client_addr(environ: Environ, trusted: tuple[Network, ...] = ()) -> str:
+    """The client's address: the peer's (REMOTE_ADDR), unless the peer is a trusted proxy.
 
     From a trusted proxy, the nearest X-Forwarded-For hop that is not itself a trusted
     proxy (hops are read from the right: the left ones are whatever the client sent);
     the peer's own address when the header has no such valid hop. Nothing else
     (X-Real-IP, Forwarded) is read.
     """
-    peer = request.remote_addr or ""
+    peer = str(environ.get("REMOTE_ADDR") or "")
     if not _trusted(peer, trusted):
         return peer
-    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+    for hop in reversed(str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")):
         hop = hop.strip()
         if _trusted(hop, trusted):
             continue
@@ -82,10 +82,19 @@ def client_addr(request: Request, trusted: tuple[Network, ...] = ()) -> str:
     return peer
 
 
-def request_id(request: Request) -> str:
+def request_id(given: str) -> str:
     """The caller's X-Request-ID when it is sane, else a new uuid4 hex."""
-    given = request.headers.get("X-Request-ID", "")
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def request_path(environ: Environ) -> str:
+    """The request's path as Werkzeug gives it: PATH_INFO as UTF-8, with one leading "/"."""
+    raw = str(environ.get("PATH_INFO", ""))
+    try:
+        raw = raw.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        pass  # already text beyond latin-1: not from a WSGI server, keep it
+    return "/" + raw.lstrip("/")
 
 
 def clip(value: str, limit: int = FIELD_MAX_LENGTH) -> str:
@@ -93,20 +102,20 @@ def clip(value: str, limit: int = FIELD_MAX_LENGTH) -> str:
     return value if len(value) <= limit else value[:limit] + CUT_MARKER
 
 
-def access(request: Request, response: Response, seconds: float, rid: str,
+def access(environ: Environ, route: str, status: int, seconds: float, rid: str,
            trusted: tuple[Network, ...] = ()) -> None:
     """Log the access line of one answered request; `trusted`: the proxies client_addr believes."""
-    path = clip(request.path)
+    method, path = clip(str(environ.get("REQUEST_METHOD", ""))), clip(request_path(environ))
     logging.getLogger(ACCESS_LOGGER).info(
-        "%s %s %s", clip(request.method), path, response.status_code,
+        "%s %s %s", method, path, status,
         extra={
-            "method": clip(request.method),
+            "method": method,
             "path": path,
-            "route": route_label(request),
-            "status": response.status_code,
+            "route": route,
+            "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "remote_addr": client_addr(request, trusted),
-            "user_agent": clip(request.headers.get("User-Agent", "")),
+            "remote_addr": client_addr(environ, trusted),
+            "user_agent": clip(str(environ.get("HTTP_USER_AGENT", ""))),
             "request_id": rid,
         },
     )
