@@ -181,10 +181,16 @@ def backend_present(requires: list[str]) -> bool:
 
 
 def build_wheel(project: Path, into: Path, label: str, isolated: bool) -> Path:
-    """Build the project's own wheel into a new folder `into`; return it."""
+    """Build the project's own wheel into a new folder `into` from a copy of its source files only
+    (a build/ folder left by an earlier build could bring files the sources no longer have); return it."""
+    copy = into.with_name(into.name + "-src")
+    for path in source_files(project):
+        target = copy / path.relative_to(project)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     into.mkdir(parents=True)
     done = pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(into), *([] if isolated else ["--no-build-isolation"]),
-               str(project))
+               str(copy))
     wheels = sorted(into.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         raise BuildError(f"building the wheel of {label} {project} failed:\n{pip_errors(done)}")
@@ -227,8 +233,9 @@ def resolve(top: list[Path], wheels: Path, python: str, lock: Path | None, app: 
         shutil.copy2(wheel, wheels / wheel.name)
     if lock is not None:
         locked_wheels(lock, wheels, tuple(other))
-        check = pip("install", "--dry-run", "--quiet", "--ignore-installed", "--no-index", "--find-links", str(wheels),
-                    *other, *map(str, top), INSTALLER)
+        # --isolated: only these wheels count, whatever find-links pip's configuration adds.
+        check = pip("install", "--isolated", "--dry-run", "--quiet", "--ignore-installed", "--no-index",
+                    "--find-links", str(wheels), *other, *map(str, top), INSTALLER)
         if check.returncode != 0:
             raise BuildError(
                 f"the app's lock {lock} and what {app} and the runner ({RUNNER_DIST}) need do not fit together "

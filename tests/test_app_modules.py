@@ -153,7 +153,7 @@ def test_state_changes_nothing_in_check_mode(tmp_path, capsys):
 def layout(base: Path) -> dict:
     return {"base": str(base), "releases": str(base / "releases"), "artifacts": str(base / "artifacts"),
             "current": str(base / "current"), "state": str(base / "state"), "deployed": str(base / "state/deployed"),
-            "rolled_back": str(base / "state/rolled-back"), "rollback_note": str(base / "state/rollback.json"),
+            "rolled_back": str(base / "state/rolled-back"), "rollback_note": str(base / "state/rollback.json"), "shared": str(base / "shared"),
             "complete_marker": ".complete", "failed_marker": ".failed"}
 
 

@@ -86,7 +86,7 @@ def test_a_spoofed_client_address_stays_out_of_the_app_log(infra, name, spoof):
 
 @pytest.mark.parametrize("name", LBS)
 def test_the_app_logs_the_client_the_load_balancer_saw(infra, name):
-    # The load balancer is a trusted proxy of the app (APP_TRUSTED_PROXIES): the app logs the
+    # The load balancer is a trusted proxy of the app (STACK_TRUSTED_PROXIES): the app logs the
     # address Nginx saw, the controller's, not the load balancer's own nor what the client wrote.
     nginx, app = marked_request(infra, name, {"X-Forwarded-For": SPOOFED})
     assert app["remote_addr"] == nginx["remote_addr"], (nginx, app)

@@ -146,10 +146,10 @@ def broken_artifact(tmp_path_factory) -> str:
     src = tmp_path_factory.mktemp("broken")
     shutil.copytree(PROJECT / "app", src / "app", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     module = src / "app" / "src" / "webapp" / "app.py"
-    healthy = 'return jsonify(status="ok", version=config.version, release=config.release)'
+    healthy = 'return jsonify(status="ok", version=config.version, release=release)'
     text = module.read_text()
     assert healthy in text, "the health endpoint changed: update this patch"
-    module.write_text(text.replace(healthy, 'return jsonify(status="broken", release=config.release), 503'))
+    module.write_text(text.replace(healthy, 'return jsonify(status="broken", release=release), 503'))
     release = build("--no-tests", project=src, out=src / "out")
     assert release["tests"] == "skipped"
     STATE["broken"] = release["release_id"]
@@ -158,15 +158,15 @@ def broken_artifact(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def crashing_artifact(tmp_path_factory) -> str:
-    """A release whose webapp-serve exits at start: the app's sources copied and patched, built
-    without its tests."""
+    """A release whose instances exit at start (its app factory raises, so the runner exits 3): the
+    app's sources copied and patched, built without its tests."""
     src = tmp_path_factory.mktemp("crashing")
     shutil.copytree(PROJECT / "app", src / "app", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    module = src / "app" / "src" / "webapp" / "serve.py"
-    start = '    """Load the Config, log JSON to stdout, serve until SIGTERM or SIGINT (exit 0)."""\n'
+    module = src / "app" / "src" / "webapp" / "app.py"
+    start = '    """A new app answering / and /health; `config` defaults to the environment\'s."""\n'
     text = module.read_text()
-    assert start in text, "webapp-serve's main changed: update this patch"
-    module.write_text(text.replace(start, start + '    raise SystemExit("this release exits at start")\n'))
+    assert start in text, "the app factory changed: update this patch"
+    module.write_text(text.replace(start, start + '    raise RuntimeError("this release exits at start")\n'))
     release = build("--no-tests", project=src, out=src / "out")
     STATE["crashing"] = release["release_id"]
     return release["artifact"]

@@ -15,7 +15,7 @@ options:
   layout:
     description:
       - "The app's layout (the role's _app_layout): folders C(base), C(releases), C(artifacts), C(state),
-        C(deployed), C(rolled_back), the C(current) link, the C(rollback_note) file and the names of the
+        C(deployed), C(rolled_back), C(shared), the C(current) link, the C(rollback_note) file and the names of the
         C(complete_marker) and C(failed_marker) files."
     type: dict
     required: true
@@ -64,7 +64,7 @@ def _root_folder(path: str) -> bool:
 
 
 LAYOUT_KEYS = ("base", "releases", "artifacts", "current", "state", "deployed", "rolled_back", "rollback_note",
-               "complete_marker", "failed_marker")
+               "shared", "complete_marker", "failed_marker")
 # An artifact's file name: webapp-<release id>.tar.gz (scripts/build_release.py).
 ARTIFACT_PREFIX, ARTIFACT_SUFFIX = "webapp-", ".tar.gz"
 
