@@ -12,7 +12,7 @@ import yaml
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
     FilterModule, alertmanager_peers, alertmanagers, app_ports, batch_problems, batch_sizes, deploy_marker, firewall_rules,
-    deploy_serial, floating_address, host_port, instances, marker_host, probe_address,
+    deploy_serial, floating_address, host_port, instances, marker_host, port_problems, probe_address,
     journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
     upstreams,
 )
@@ -275,7 +275,8 @@ def test_the_filters_are_registered_under_their_names():
     assert {"app_ports", "stack_setting", "stack_services", "stack_firewall_rules", "stack_port_clashes",
             "stack_scrape_jobs", "stack_upstreams", "stack_loki_endpoint", "stack_journald_units",
             "stack_addresses", "stack_instances", "stack_floating_address", "stack_public_url", "stack_probes",
-            "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal", "stack_host_port"} <= set(registered)
+            "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal", "stack_host_port",
+            "stack_port_problems"} <= set(registered)
 
 
 def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
@@ -381,3 +382,25 @@ def test_every_host_port_of_the_fleet_brackets_an_ipv6_address():
     assert upstreams(hostvars, groups, DEFAULTS)[:2] == ["[2001:db8::13]:8000", "[2001:db8::13]:8001"]
     assert [p["url"] for p in probes(hostvars, groups, DEFAULTS)][1] == "http://[2001:db8::11]/"
 
+
+def test_port_problems_name_each_variable_out_of_range():
+    assert port_problems({"loki_http_port": 3100, "loki_grpc_port": "9096"}) == []
+    assert port_problems({"a_port": 0, "b_port": 65536, "c_port": "eighty", "d_port": -1, "e_port": True,
+                          "f_port": None, "g_port": 65535, "h_port": 1}) == [
+        "a_port must be a port within 1-65535, is 0",
+        "b_port must be a port within 1-65535, is 65536",
+        "c_port must be a port within 1-65535, is 'eighty'",
+        "d_port must be a port within 1-65535, is -1",
+        "e_port must be a port within 1-65535, is True",
+        "f_port must be a port within 1-65535, is None",
+    ]
+    assert port_problems({}) == []
+
+
+def test_port_problems_take_a_lowest_port_and_a_list_of_services():
+    assert port_problems({"app_spare_port": 80}, 1024) == ["app_spare_port must be a port within 1024-65535, is 80"]
+    assert port_problems({"app_spare_port": 1024}, 1024) == []
+    assert port_problems([{"name": "web", "port": 8080}, {"name": "bad", "port": 70000}, {"name": "none"}]) == [
+        "the port of firewall_services entry 'bad' must be a port within 1-65535, is 70000",
+        "the port of firewall_services entry 'none' must be a port within 1-65535, is None",
+    ]

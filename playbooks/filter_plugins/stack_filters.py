@@ -322,6 +322,26 @@ def host_port(address: Any, port: Any) -> str:
     return f"{url_host(address)}:{port}"
 
 
+def port_problems(ports: Mapping[str, Any] | Iterable[Mapping[str, Any]], lowest: int = 1) -> list[str]:
+    """What is wrong with some ports, each naming its variable; [] when nothing is. `ports` maps
+    variable names to ports, or lists services (name, port) as firewall_services does. A port
+    must be a whole number within `lowest`-65535.
+
+    `{{ {'loki_http_port': loki_http_port, 'loki_grpc_port': loki_grpc_port} | stack_port_problems }}`
+    -> ["loki_http_port must be a port within 1-65535, is 70000"]
+    """
+    if isinstance(ports, Mapping):
+        named = [(str(name), value) for name, value in ports.items()]
+    else:
+        named = [(f"the port of firewall_services entry {str(s.get('name'))!r}", s.get("port")) for s in ports]
+    found = []
+    for name, value in named:
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or not int(lowest) <= int(text) <= 65535:
+            found.append(f"{name} must be a port within {int(lowest)}-65535, is {value!r}")
+    return found
+
+
 def regex_literal(text: Any) -> str:
     """A regular expression (RE2, Go's, as the blackbox exporter's) that matches `text` literally."""
     return "".join("\\" + c if c in _RE2_SPECIAL else c for c in str(text))
@@ -488,6 +508,7 @@ class FilterModule:
             "stack_regex_literal": regex_literal,
             "stack_probe_address": probe_address,
             "stack_host_port": host_port,
+            "stack_port_problems": port_problems,
             "stack_deploy_marker": deploy_marker,
             "stack_marker_host": marker_host,
             "stack_deploy_serial": deploy_serial,
