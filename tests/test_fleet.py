@@ -12,7 +12,7 @@ import yaml
 from tests.conftest import ROOT
 from stack_filters import (  # noqa: I001 (after tests.conftest, which puts the filters on the path)
     FilterModule, alertmanager_peers, alertmanagers, app_ports, batch_problems, batch_sizes, deploy_marker, firewall_rules,
-    deploy_serial, floating_address, instances, marker_host, probe_address,
+    deploy_serial, floating_address, host_port, instances, marker_host, port_problems, probe_address,
     journald_units, loki_endpoint, port_clashes, probes, public_url, regex_literal, scrape_jobs, services, setting,
     upstreams,
 )
@@ -275,7 +275,8 @@ def test_the_filters_are_registered_under_their_names():
     assert {"app_ports", "stack_setting", "stack_services", "stack_firewall_rules", "stack_port_clashes",
             "stack_scrape_jobs", "stack_upstreams", "stack_loki_endpoint", "stack_journald_units",
             "stack_addresses", "stack_instances", "stack_floating_address", "stack_public_url", "stack_probes",
-            "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal"} <= set(registered)
+            "stack_alertmanagers", "stack_alertmanager_peers", "stack_regex_literal", "stack_host_port",
+            "stack_port_problems"} <= set(registered)
 
 
 def test_a_deploy_marker_names_the_release_the_hosts_left_and_who_ran_it():
@@ -355,3 +356,50 @@ def test_the_deploy_serial_is_the_first_app_hosts_batches_else_the_default():
                                                (None, "127.0.0.1"), ("10.0.0.4", "10.0.0.4"), ("127.0.0.1", "127.0.0.1")])
 def test_a_service_on_every_address_is_probed_on_loopback(listen, probe):
     assert probe_address(listen) == probe
+
+
+@pytest.mark.parametrize(("address", "port", "joined"), [
+    ("10.0.0.1", 9100, "10.0.0.1:9100"), ("::1", 9100, "[::1]:9100"), ("2001:db8::13", "8000", "[2001:db8::13]:8000"),
+    ("[::1]", 9100, "[::1]:9100"), ("lb1.example.invalid", 80, "lb1.example.invalid:80"), ("", 9090, ":9090"),
+])
+def test_host_port_brackets_ipv6_only(address, port, joined):
+    assert host_port(address, port) == joined
+
+
+def test_every_host_port_of_the_fleet_brackets_an_ipv6_address():
+    """Scrape targets, Alertmanagers and their peers, upstreams and probes alike."""
+    hostvars, groups = fleet(app1={"internal_address": "2001:db8::13"}, mon1={"internal_address": "2001:db8::15"},
+                             lb1={"internal_address": "2001:db8::11"})
+    hostvars["mon2"] = {"internal_address": "2001:db8::16"}
+    groups = {**groups, "all": [*groups["all"], "mon2"], "monitoring": ["mon1", "mon2"]}
+    targets = {t["address"] for job in scrape_jobs(hostvars, groups, "lab", DEFAULTS) for t in job["targets"]}
+    assert {"[2001:db8::13]:8000", "[2001:db8::13]:9100", "[2001:db8::15]:9090", "[2001:db8::15]:9093",
+            "192.0.2.12:9100"} <= targets
+    assert not [t for t in targets if t.count(":") > 1 and not t.startswith("[")], targets
+    assert alertmanagers(hostvars, groups, DEFAULTS) == ["[2001:db8::15]:9093", "[2001:db8::16]:9093"]
+    assert alertmanager_peers(hostvars, groups, "mon1", DEFAULTS) == ["[2001:db8::16]:9094"]
+    assert upstreams(hostvars, groups, DEFAULTS)[:2] == ["[2001:db8::13]:8000", "[2001:db8::13]:8001"]
+    assert [p["url"] for p in probes(hostvars, groups, DEFAULTS)][1] == "http://[2001:db8::11]/"
+
+
+def test_port_problems_name_each_variable_out_of_range():
+    assert port_problems({"loki_http_port": 3100, "loki_grpc_port": "9096"}) == []
+    assert port_problems({"a_port": 0, "b_port": 65536, "c_port": "eighty", "d_port": -1, "e_port": True,
+                          "f_port": None, "g_port": 65535, "h_port": 1}) == [
+        "a_port must be a port within 1-65535, is 0",
+        "b_port must be a port within 1-65535, is 65536",
+        "c_port must be a port within 1-65535, is 'eighty'",
+        "d_port must be a port within 1-65535, is -1",
+        "e_port must be a port within 1-65535, is True",
+        "f_port must be a port within 1-65535, is None",
+    ]
+    assert port_problems({}) == []
+
+
+def test_port_problems_take_a_lowest_port_and_a_list_of_services():
+    assert port_problems({"app_spare_port": 80}, 1024) == ["app_spare_port must be a port within 1024-65535, is 80"]
+    assert port_problems({"app_spare_port": 1024}, 1024) == []
+    assert port_problems([{"name": "web", "port": 8080}, {"name": "bad", "port": 70000}, {"name": "none"}]) == [
+        "the port of firewall_services entry 'bad' must be a port within 1-65535, is 70000",
+        "the port of firewall_services entry 'none' must be a port within 1-65535, is None",
+    ]

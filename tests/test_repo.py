@@ -377,3 +377,26 @@ def test_a_message_of_two_lines_fails_the_app_preflight_naming_it(tmp_path):
     proc = run_role(tmp_path, "app", {"app_message": "one\ntwo"}, "--check", "--tags", "app_preflight")
     assert proc.returncode != 0
     assert "app_message must be one line" in proc.stdout, proc.stdout[-3000:]
+
+
+# A port out of 1-65535 in each role that checks its ports (stack_port_problems): the role's
+# preflight fails naming the variable and its value. Each case also gives what the role requires.
+PORT_CASES = [
+    ("node_exporter", {"node_exporter_port": 70000}, "node_exporter_port"),
+    ("loki", {"loki_grpc_port": 0}, "loki_grpc_port"),
+    ("loki_gateway", {"loki_gateway_port": 3100, "loki_gateway_upstream_port": 70000}, "loki_gateway_upstream_port"),
+    ("grafana", {"grafana_port": 70000, "grafana_admin_password": "a-real-secret-0123"}, "grafana_port"),
+    ("nginx", {"nginx_tls_port": 70000, "nginx_upstream_servers": ["192.0.2.21:8000"]}, "nginx_tls_port"),
+    ("fluent_bit", {"fluent_bit_http_port": 70000, "fluent_bit_loki_host": "192.0.2.14", "fluent_bit_loki_port": 3100},
+     "fluent_bit_http_port"),
+    ("firewall", {"firewall_ssh_port": 70000}, "firewall_ssh_port"),
+]
+
+
+@pytest.mark.parametrize(("role", "variables", "name"), PORT_CASES, ids=[c[0] for c in PORT_CASES])
+def test_a_port_out_of_range_fails_the_role_preflight_naming_it(tmp_path, role, variables, name):
+    proc = run_role(tmp_path, role, variables, "--check", "--tags", f"{role}_preflight")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    value = variables[name]
+    assert f"{name} must be a port within 1-65535, is {value}" in " ".join(out.split()), out[-3000:]

@@ -101,8 +101,7 @@ def instances(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Se
 def upstreams(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
               defaults: Mapping[str, Any] | None = None) -> list[str]:
     """The load balancers' backends: "address:port" of every app instance ([address]:port for IPv6)."""
-    return [f"[{i['address']}]:{i['port']}" if ":" in i["address"] else f"{i['address']}:{i['port']}"
-            for i in instances(hostvars, groups, defaults)]
+    return [host_port(i["address"], i["port"]) for i in instances(hostvars, groups, defaults)]
 
 
 def floating_address(host_vars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> bool:
@@ -211,7 +210,7 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
         hv = hostvars[host]
         labels = {"env": env, "group": group or (_groups_of(groups, host) or ["ungrouped"])[0], "host": host,
                   "instance": f"{host}:{port}"}
-        jobs[job].append({"address": f"{hv['internal_address']}:{port}", "labels": labels})
+        jobs[job].append({"address": host_port(hv["internal_address"], port), "labels": labels})
 
     for host in sorted(_members(groups, "all")):
         hv = hostvars[host]
@@ -234,7 +233,8 @@ def scrape_jobs(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, 
         # Each Prometheus asks the exporter on its own host (it listens there only), with the
         # probe's URL and module as the scrape's parameters.
         hv = hostvars[monitoring[0]]
-        exporter = f"{setting(hv, 'blackbox_exporter_listen_address', defaults)}:{setting(hv, 'blackbox_exporter_port', defaults)}"
+        exporter = host_port(setting(hv, "blackbox_exporter_listen_address", defaults),
+                             setting(hv, "blackbox_exporter_port", defaults))
         module = str(setting(hv, "blackbox_exporter_app_module", defaults))
         for probe in probes(hostvars, groups, defaults):
             jobs[probe["job"]].append({"address": exporter, "labels": {
@@ -260,7 +260,7 @@ def public_url(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, S
         return str(hv["public_url"])
     address = str(hv.get("keepalived_virtual_address") or "") if floating_address(hv, groups) else ""
     address = address or str(hv["internal_address"])
-    host = f"[{address}]" if ":" in address else address
+    host = url_host(address)
     if str(setting(hv, "nginx_tls_certificate", defaults)):
         port, scheme, usual = int(setting(hv, "nginx_tls_port", defaults)), "https", 443
     else:
@@ -278,7 +278,7 @@ def probes(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seque
     parts = urlsplit(public)
     for lb in _members(groups, "lb"):
         address = str(hostvars[lb]["internal_address"])
-        host = f"[{address}]" if ":" in address else address
+        host = url_host(address)
         netloc = host if parts.port is None else f"{host}:{parts.port}"
         found.append({"job": "probe_lb", "host": lb, "url": urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))})
     return found
@@ -287,14 +287,14 @@ def probes(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Seque
 def alertmanagers(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
                   defaults: Mapping[str, Any] | None = None) -> list[str]:
     """Where Prometheus sends its alerts: the Alertmanager of every monitoring host, "address:port"."""
-    return [f"{hostvars[h]['internal_address']}:{setting(hostvars[h], 'alertmanager_port', defaults)}"
+    return [host_port(hostvars[h]["internal_address"], setting(hostvars[h], "alertmanager_port", defaults))
             for h in _members(groups, "monitoring") if _switch(hostvars[h], "alertmanager_enabled")]
 
 
 def alertmanager_peers(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]], host: str,
                        defaults: Mapping[str, Any] | None = None) -> list[str]:
     """The other monitoring hosts' Alertmanagers, "address:cluster_port", that one gossips with (none with one host)."""
-    return [f"{hostvars[h]['internal_address']}:{setting(hostvars[h], 'alertmanager_cluster_port', defaults)}"
+    return [host_port(hostvars[h]["internal_address"], setting(hostvars[h], "alertmanager_cluster_port", defaults))
             for h in _members(groups, "monitoring") if h != host and _switch(hostvars[h], "alertmanager_enabled")]
 
 
@@ -306,6 +306,40 @@ def probe_address(listen: Any) -> str:
     """
     text = str(listen or "").strip()
     return "127.0.0.1" if text in ("", "0.0.0.0", "::", "*", "[::]") else text
+
+
+def url_host(address: Any) -> str:
+    """An address as the host part of a URL or of host:port: an IPv6 address in brackets."""
+    text = str(address).strip()
+    return f"[{text}]" if ":" in text and not text.startswith("[") else text
+
+
+def host_port(address: Any, port: Any) -> str:
+    """"address:port" as listeners, scrapers and URLs take it: an IPv6 address in brackets.
+
+    `{{ prometheus_listen_address | stack_host_port(prometheus_port) }}` -> "10.0.0.1:9090", "[::1]:9090"
+    """
+    return f"{url_host(address)}:{port}"
+
+
+def port_problems(ports: Mapping[str, Any] | Iterable[Mapping[str, Any]], lowest: int = 1) -> list[str]:
+    """What is wrong with some ports, each naming its variable; [] when nothing is. `ports` maps
+    variable names to ports, or lists services (name, port) as firewall_services does. A port
+    must be a whole number within `lowest`-65535.
+
+    `{{ {'loki_http_port': loki_http_port, 'loki_grpc_port': loki_grpc_port} | stack_port_problems }}`
+    -> ["loki_http_port must be a port within 1-65535, is 70000"]
+    """
+    if isinstance(ports, Mapping):
+        named = [(str(name), value) for name, value in ports.items()]
+    else:
+        named = [(f"the port of firewall_services entry {str(s.get('name'))!r}", s.get("port")) for s in ports]
+    found = []
+    for name, value in named:
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or not int(lowest) <= int(text) <= 65535:
+            found.append(f"{name} must be a port within {int(lowest)}-65535, is {value!r}")
+    return found
 
 
 def regex_literal(text: Any) -> str:
@@ -506,6 +540,8 @@ class FilterModule:
             "stack_alertmanager_peers": alertmanager_peers,
             "stack_regex_literal": regex_literal,
             "stack_probe_address": probe_address,
+            "stack_host_port": host_port,
+            "stack_port_problems": port_problems,
             "stack_deploy_marker": deploy_marker,
             "stack_marker_host": marker_host,
             "stack_deploy_serial": deploy_serial,

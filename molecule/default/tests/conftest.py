@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
@@ -277,11 +278,21 @@ def instance_release(name: str, port: int, path: str = "/health") -> str:
 
 
 def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook against the lab inventory, from the project folder."""
+    """ansible-playbook against the lab inventory, from the project folder. A run still going
+    after `timeout` seconds is killed with its workers (its own process group) and fails the
+    test with what it printed: no run hangs a test."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    cmd = ["ansible-playbook", "-i", INVENTORY, *args]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{shlex.join(cmd)} still ran after {timeout} s and was killed:\n{out[-3000:]}{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:

@@ -7,6 +7,7 @@ import json
 import re
 import time
 import urllib.parse
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -63,13 +64,42 @@ def substitute(expr: str) -> str:
     return expr
 
 
+def instant(text: str) -> float:
+    """An RFC 3339 time as Prometheus writes it (nanoseconds, Z or an offset), as a Unix time."""
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")).timestamp()
+
+
+def wait_for_scrapes(name: str, after: float, count: int = 2, timeout: float = 120) -> None:
+    """Wait until Prometheus on `name` has scraped every active target `count` times since `after`
+    (a Unix time): a series that first appeared then has the samples a rate() needs. Fails at
+    the deadline naming the targets it has not."""
+    scrapes: dict[str, set[str]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        body = json.loads(get(f"{prometheus_url(name)}/api/v1/targets?state=active").body)
+        for t in body["data"]["activeTargets"]:
+            key = f"{t['labels']['job']} {t['labels']['instance']}"
+            scrapes.setdefault(key, set())
+            if instant(t["lastScrape"]) > after:
+                scrapes[key].add(t["lastScrape"])
+        behind = sorted(k for k, seen in scrapes.items() if len(seen) < count)
+        if scrapes and not behind:
+            return
+        assert time.monotonic() < deadline, (
+            f"Prometheus on {name} has not scraped these targets {count} times in {timeout} s: {behind or 'no target'}")
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def traffic() -> None:
-    """A short burst through every load balancer, then two scrape intervals."""
+    """A short burst through every load balancer, then two scrapes of every target after it on
+    every Prometheus."""
     for name in hosts("lb"):
         for _ in range(50):
             get(lb_url(name))
-    time.sleep(32)
+    after = time.time()
+    for name in MONITORING:
+        wait_for_scrapes(name, after)
 
 
 @pytest.fixture(scope="module")

@@ -106,24 +106,41 @@ def assert_no_failed_request(load: loadgen.Result) -> None:
 
 
 def run_until(args: list[str], stop: Callable[[str], bool], seconds: float = 600) -> tuple[subprocess.Popen[str], str]:
-    """Start ansible-playbook, read its output until `stop(line)` is true (or the time is up)
-    and return it still running, with what it printed. A run that ends before such a line fails
-    the test: it was never interrupted where the test meant to."""
+    """Start ansible-playbook, read its output until `stop(line)` is true and return it still
+    running, with what it printed. A run that ends before such a line, or prints none within
+    `seconds`, is killed with its workers and fails the test: it was never interrupted where
+    the test meant to."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(["ansible-playbook", "-i", INVENTORY, *args], cwd=PROJECT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + seconds
-    hit = False
-    for line in proc.stdout:  # bounded: the playbook ends, or the deadline passes
-        seen.append(line)
-        hit = stop(line)
-        if hit or time.monotonic() > deadline:
-            break
-    assert hit or time.monotonic() > deadline, "the run ended before the line to stop it at:\n" + "".join(seen)[-3000:]
-    return proc, "".join(seen)
+    seen: list[str] = []
+    hit = threading.Event()
+
+    # A thread reads, so that a run that prints nothing cannot hold the wait past `seconds`; it
+    # stops reading at the line, and the caller has the rest (proc.communicate()).
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if stop(line):
+                hit.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=seconds)
+    if hit.is_set():
+        return proc, "".join(seen)
+    ended = not reader.is_alive()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # nothing of the run is left running
+    except ProcessLookupError:
+        pass  # the run and its workers are gone already
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
+    why = "the run ended before the line to stop it at" if ended else f"no line to stop the run at within {seconds} s"
+    pytest.fail(f"{why}:\n" + "".join(seen)[-3000:])
 
 
 def kill(proc: subprocess.Popen[str]) -> None:
