@@ -34,16 +34,13 @@ reloaded: {description: Whether systemd re-read the unit files., type: bool, ret
 probes: {description: Probes made until the service was ready., type: int, returned: always}
 """
 
-import http.client
 import re
 import socket
-import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_http import get
 
 
 def systemctl(*args: str) -> subprocess.CompletedProcess:
@@ -57,20 +54,12 @@ def show(name: str) -> dict[str, str]:
 
 def answer(url: str, body: str, timeout: float) -> str:
     """Why the URL does not show the service ready ('' when it does)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 (the host itself)
-            status, content = resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as err:
-        return f"answered {err.code}"
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        cause = err.reason if isinstance(getattr(err, "reason", None), BaseException) else err
-        return f"{type(cause).__name__}: {cause}"
-    if status != 200:
-        return f"answered {status}"
-    if body and not re.search(body, content):
+    got = get(url, timeout, insecure=True)
+    if got.error:
+        return got.error
+    if got.status != 200:
+        return f"answered {got.status}"
+    if body and not re.search(body, got.body):
         return f"answered without a body matching {body}"
     return ""
 

@@ -3,6 +3,7 @@ so they never clash with app/tests/conftest.py in one pytest run)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,6 +23,21 @@ ENV = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN
 sys.path.insert(0, str(ROOT / "playbooks" / "filter_plugins"))
 import stack_filters  # noqa: E402
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
+
+
+def _module_utils() -> None:
+    """The modules' shared code (module_utils/, then each role's), importable as Ansible ships it
+    with a module: ansible.module_utils.<name>, so the modules' unit tests import them unchanged."""
+    for folder in [ROOT / "module_utils", *sorted((ROOT / "roles").glob("*/module_utils"))]:
+        for path in sorted(folder.glob("*.py")):
+            name = f"ansible.module_utils.{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            sys.modules[name] = module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+
+
+_module_utils()
 
 
 def load_yaml(path: Path):

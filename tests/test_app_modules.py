@@ -24,8 +24,10 @@ from tests.conftest import ROOT
 sys.path.insert(0, str(ROOT / "roles" / "app" / "library"))
 import webapp_instances  # noqa: E402
 import webapp_lock  # noqa: E402
+import webapp_precheck  # noqa: E402
 import webapp_releases  # noqa: E402
 import webapp_state  # noqa: E402
+from ansible.module_utils import webapp_probe  # noqa: E402  (tests.conftest makes it importable)
 
 
 def run(module, args: dict, capsys) -> tuple[int, dict]:
@@ -225,7 +227,7 @@ class Instance(http.server.ThreadingHTTPServer):
             def do_GET(handler) -> None:  # noqa: N805
                 body = b"ok"
                 handler.send_response(500 if self.broken else 200)
-                handler.send_header(webapp_instances.RELEASE_HEADER, self.release)
+                handler.send_header(webapp_probe.RELEASE_HEADER, self.release)
                 handler.send_header("Content-Length", str(len(body)))
                 handler.end_headers()
                 handler.wfile.write(body)
@@ -268,7 +270,7 @@ def raw_server(answer: bytes | None, hang: float = 0) -> tuple[int, threading.Ev
 
 
 def probe(port: int, timeout: float = 2) -> tuple[int, str, str]:
-    return webapp_instances._health(f"http://127.0.0.1:{port}/health", timeout)
+    return webapp_probe.health(f"http://127.0.0.1:{port}/health", timeout)
 
 
 def test_health_of_a_good_instance():
@@ -283,7 +285,7 @@ def test_health_of_a_good_instance():
 def test_health_counts_the_statuses_asked_for_and_needs_the_runners_header():
     inst = Instance()
     inst.release, inst.broken = "r1", True
-    assert webapp_instances._health(f"http://127.0.0.1:{inst.port}/health", 2, (200, 500)) == (500, "r1", "")
+    assert webapp_probe.health(f"http://127.0.0.1:{inst.port}/health", 2, (200, 500)) == (500, "r1", "")
     inst.release, inst.broken = "", False
     status, release, why = probe(inst.port)
     assert (status, release) == (200, "") and "X-Release" in why, why
@@ -476,9 +478,9 @@ def spare(tmp_path, monkeypatch):
             out = "Traceback: the release cannot start\n"
         return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
 
-    monkeypatch.setattr(webapp_instances.subprocess, "run", stand_in)
+    monkeypatch.setattr(webapp_precheck.subprocess, "run", stand_in)
     yield {"calls": calls, "inst": inst, "args": {
-        "address": "127.0.0.1", "ports": [inst.port], "candidate": "webapp-candidate", "releases_dir": str(tmp_path),
+        "address": "127.0.0.1", "port": inst.port, "unit": "webapp-candidate", "releases_dir": str(tmp_path),
         "fallback": "good", "wait": 0.5, "interval": 0.05, "host": "app1"}}
     inst.shutdown()
 
@@ -488,7 +490,7 @@ def systemctl_calls(calls: list[list[str]]) -> list[str]:
 
 
 def test_a_precheck_stops_a_left_over_one_starts_the_release_and_stops_it(spare, capsys):
-    rc, res = run(webapp_instances, {**spare["args"], "release": "next"}, capsys)
+    rc, res = run(webapp_precheck, {**spare["args"], "release": "next"}, capsys)
     assert rc == 0, res
     assert res["leftovers"] == ["webapp-candidate@old.service"] and res["stale"] == []
     assert res["instances"][0]["release"] == "next"
@@ -497,7 +499,7 @@ def test_a_precheck_stops_a_left_over_one_starts_the_release_and_stops_it(spare,
 
 
 def test_a_release_that_fails_its_precheck_is_marked_failed_and_named_with_its_journal(spare, tmp_path, capsys):
-    rc, res = run(webapp_instances, {**spare["args"], "release": "broken"}, capsys)
+    rc, res = run(webapp_precheck, {**spare["args"], "release": "broken"}, capsys)
     assert rc == 1
     assert res["msg"].startswith(f"Release broken did not answer its health endpoint on 127.0.0.1:{spare['inst'].port} "
                                  "on app1 within 0.5 s (health: answered 500)")
@@ -507,13 +509,19 @@ def test_a_release_that_fails_its_precheck_is_marked_failed_and_named_with_its_j
 
 
 def test_a_precheck_in_check_mode_starts_nothing(spare, capsys):
-    rc, res = run(webapp_instances, {**spare["args"], "release": "next", "_ansible_check_mode": True}, capsys)
+    rc, res = run(webapp_precheck, {**spare["args"], "release": "next", "_ansible_check_mode": True}, capsys)
     assert rc == 0 and res["changed"] and systemctl_calls(spare["calls"]) == []
 
 
-def test_a_precheck_needs_one_port_a_release_and_a_wait(spare, capsys):
-    rc, res = run(webapp_instances, {**spare["args"], "release": "next", "wait": 0}, capsys)
-    assert rc == 1 and "candidate needs release, releases_dir, wait and one port" in res["msg"]
+def test_a_precheck_needs_a_wait(spare, capsys):
+    rc, res = run(webapp_precheck, {**spare["args"], "release": "next", "wait": 0}, capsys)
+    assert rc == 1 and "wait must be above 0" in res["msg"]
+
+
+def test_a_precheck_of_new_settings_marks_no_release_failed(spare, tmp_path, capsys):
+    rc, res = run(webapp_precheck, {**spare["args"], "release": "broken", "mark_failed": False}, capsys)
+    assert rc == 1 and "settings this run brings" in res["msg"]
+    assert not (tmp_path / "broken" / ".failed").exists()
 
 
 def test_the_link_is_swapped_atomically(tmp_path):

@@ -28,13 +28,8 @@ description:
     fails naming the instances that did not.
   - A health probe that fails in any way (refused, reset, timed out, a malformed or cut answer)
     counts as an unhealthy answer with its reason, never as an error of the module.
-  - With I(candidate) (a pre-check), starts the template unit C(candidate@release.service),
-    which serves I(release) on the one port of I(ports) without a socket unit, after stopping
-    any C(candidate@*.service) an interrupted run left running; waits for its health (I(wait)),
-    then stops it whatever happened. When it does not come up, marks I(release) failed
-    (I(failed_marker) in its folder under I(releases_dir)) and fails with its journal, naming
-    I(fallback) as the release still current. Nothing that serves traffic changes.
-  - Without I(converge) or I(candidate), never changes anything.
+  - Without I(converge), never changes anything. The pre-check of a release on a spare port is
+    webapp_precheck's.
 options:
   address: {description: Address the instances listen on., type: str, required: true}
   ports: {description: Instance ports., type: list, elements: int, required: true}
@@ -54,10 +49,8 @@ options:
   fallback: {description: "Release to go back to when I(release) fails (empty: none; with I(link)).", type: str, default: ""}
   failed_marker: {description: Name of the file that marks a release failed., type: str, default: .failed}
   host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
-  mark_failed: {description: Whether a failed pre-check marks I(release) failed (not when only its environment is new)., type: bool, default: true}
   path: {description: The app's health path each instance is asked., type: str, default: /health}
   statuses: {description: HTTP statuses of the health path that count as healthy., type: list, elements: int, default: [200]}
-  candidate: {description: "Template unit of a pre-check of I(release) (empty: no pre-check); needs I(wait) and I(releases_dir).", type: str, default: ""}
 """
 
 RETURN = r"""
@@ -81,126 +74,19 @@ extra:
   description: Instance units loaded for ports not in I(ports).
   type: list
   returned: with I(converge)
-leftovers:
-  description: Pre-check units an interrupted run left running, stopped by this one.
-  type: list
-  returned: with I(candidate)
 switched:
   description: Whether the link was pointed at I(release) (or back at I(fallback)).
   type: bool
   returned: with I(converge)
 """
 
-import http.client
 import os
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def _show(unit: str, props: list[str]) -> dict[str, str]:
-    out = subprocess.run(["systemctl", "show", unit, "--property=" + ",".join(props)],
-                         capture_output=True, text=True, check=False).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def _started(values: dict[str, str], prop: str) -> float | None:
-    """Wall-clock time (s) at which a unit's monotonic timestamp was taken, or None."""
-    mono = int(values.get(prop) or 0)
-    if not mono:
-        return None
-    return time.time() - (time.monotonic() - mono / 1e6)
-
-
-def _changed_at(paths: list[str]) -> tuple[float, str]:
-    newest, which = 0.0, ""
-    for path in paths:
-        try:
-            mtime = os.lstat(path).st_mtime
-        except FileNotFoundError:
-            continue
-        if mtime > newest:
-            newest, which = mtime, path
-    return newest, which
-
-
-# The runner (runner/, stack_runner) names the release it serves on every answer.
-RELEASE_HEADER = "X-Release"
-
-
-def _health(url: str, timeout: float, statuses: tuple[int, ...] = (200,)) -> tuple[int, str, str]:
-    """(status, release, why not healthy) of one request of the health path; status 0 when no
-    answer came. The release is the runner's X-Release header, whatever the app answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (the host's own instances)
-            resp.read()
-            status, release = resp.status, resp.headers.get(RELEASE_HEADER, "")
-    except urllib.error.HTTPError as err:
-        status, release = err.code, (err.headers.get(RELEASE_HEADER, "") if err.headers else "")
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        # refused, reset, timed out (OSError); a cut body (IncompleteRead), a malformed status line or
-        # too many headers (HTTPException).
-        cause = err.reason if isinstance(getattr(err, "reason", None), BaseException) else err  # URLError wraps it
-        return 0, "", f"{type(cause).__name__}: {cause}"
-    if status not in statuses:
-        return status, release, f"answered {status}"
-    if not release:
-        return status, "", f"answered without the {RELEASE_HEADER} header (not served by the runner)"
-    return status, release, ""
-
-
-def observe(p: dict) -> list[dict]:
-    host = f"[{p['address']}]" if ":" in p["address"] else p["address"]
-    watched, watched_path = _changed_at(p["watch"])
-    sock_watched, sock_path = _changed_at(p["socket_watch"])
-    found = []
-    for port in p["ports"]:
-        service = f"{p['unit']}@{port}.service"
-        socket_unit = f"{p['unit']}@{port}.socket"
-        status, release, error = _health(f"http://{host}:{port}{p['path']}", p["timeout"], tuple(p["statuses"]))
-        if p["check_units"]:
-            svc = _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
-                                  "ExecMainExitTimestampMonotonic"])
-            sock = _show(socket_unit, ["ActiveState", "ActiveEnterTimestampMonotonic"])
-        else:
-            svc = sock = {"ActiveState": "active"}
-        started = _started(svc, "ExecMainStartTimestampMonotonic")
-        sock_started = _started(sock, "ActiveEnterTimestampMonotonic")
-        reasons = []
-        socket_stale = sock.get("ActiveState") != "active" or (
-            sock_watched and (sock_started is None or sock_started < sock_watched))
-        if sock.get("ActiveState") != "active":
-            reasons.append(f"socket {sock.get('ActiveState', 'unknown')}")
-        elif socket_stale:
-            reasons.append(f"socket older than {sock_path}")
-        # Its process exited since the restart that `since` names (or systemd shows it down): crashed.
-        exited = int(svc.get("ExecMainExitTimestampMonotonic") or 0) / 1e6
-        crashed = svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
-            p.get("since") and exited > p["since"])
-        if crashed:
-            reasons.append("service exited (systemd would start it again)")
-        elif svc.get("ActiveState") != "active":
-            reasons.append(f"service {svc.get('ActiveState', 'unknown')}")
-        elif watched and (started is None or started < watched):
-            reasons.append(f"started before {watched_path} changed")
-        if error:
-            reasons.append(f"health: {error}")
-        elif p["release"] and release != p["release"]:
-            reasons.append(f"serves {release or 'no release'}, not {p['release']}")
-        found.append({"port": port, "service": svc.get("ActiveState", ""), "socket": sock.get("ActiveState", ""),
-                      "socket_stale": bool(socket_stale), "crashed": crashed, "status": status, "release": release,
-                      "stale": bool(reasons), "reasons": reasons})
-    return found
-
-
-def _systemctl(module: AnsibleModule, *args: str) -> None:
-    proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        module.fail_json(msg=f"systemctl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+from ansible.module_utils.webapp_probe import journal, observe, stale_message, systemctl, wait
 
 
 def units(p: dict) -> tuple[list[str], list[str]]:
@@ -251,9 +137,9 @@ def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> t
     # A release that crashed at start may have reached the start limit: forget it, or the restart is refused.
     subprocess.run(["systemctl", "reset-failed", service, socket_unit], capture_output=True, check=False)
     if remake_socket:
-        _systemctl(module, "stop", service)
-        _systemctl(module, "restart", socket_unit)
-    _systemctl(module, "restart", service)
+        systemctl(module, "stop", service)
+        systemctl(module, "restart", socket_unit)
+    systemctl(module, "restart", service)
     # After the restart returned: the old process's exit is older than this, a crash of the new one newer.
     return wait({**p, "since": time.monotonic()}, [port], crash_ends=True)
 
@@ -335,41 +221,6 @@ def converge(module: AnsibleModule, p: dict) -> None:
     module.exit_json(changed=changed, switched=switched, disabled=disabled, extra=extra, **result)
 
 
-def precheck(module: AnsibleModule, p: dict) -> None:
-    """Start the release on the spare port beside the instances, wait for its health, stop it; fail
-    (the release marked failed) with its journal when it does not come up."""
-    unit = f"{p['candidate']}@{p['release']}.service"
-    listed = subprocess.run(["systemctl", "list-units", "--state=active", "--plain", "--no-legend", "--no-pager",
-                             f"{p['candidate']}@*.service"], capture_output=True, text=True, check=False).stdout
-    leftovers = [line.split()[0] for line in listed.splitlines() if line.split()]
-    if module.check_mode:
-        module.exit_json(changed=True, leftovers=leftovers, instances=[], stale=[])
-    for left in leftovers:
-        _systemctl(module, "stop", left)
-    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True, check=False)
-    try:
-        started = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True, check=False)
-        if started.returncode == 0:
-            found, stale = wait({**p, "check_units": False}, p["ports"])
-            why = ", ".join(r for i in found for r in i["reasons"])
-        else:
-            found, stale = [], p["ports"]
-            why = f"systemctl start {unit}: {started.stderr.strip() or started.stdout.strip()}"
-        log = journal(p, p["release"], p["candidate"]) if stale else ""
-    finally:
-        subprocess.run(["systemctl", "stop", unit], capture_output=True, check=False)
-    if stale:
-        if p["mark_failed"]:
-            with open(os.path.join(p["releases_dir"], p["release"], p["failed_marker"]), "w", encoding="utf-8") as marker:
-                marker.write(f"pre-check on {p['address']}:{p['ports'][0]} failed\n")
-        module.fail_json(msg=f"Release {p['release']} did not answer its health endpoint on {p['address']}:{p['ports'][0]} "
-                             f"on {p['host']} within {p['wait']} s ({why}) with the settings this run brings "
-                             f"(app_wsgi, app_env, app_secret_env, ...); no instance was switched to it or to those "
-                             f"settings, current is still {p['fallback'] or 'unset'}. Its journal:\n{log}",
-                         changed=True, leftovers=leftovers, instances=found, stale=stale)
-    module.exit_json(changed=True, leftovers=leftovers, instances=found, stale=[])
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -391,9 +242,7 @@ def main() -> None:
             "fallback": {"type": "str", "default": ""},
             "failed_marker": {"type": "str", "default": ".failed"},
             "host": {"type": "str", "default": ""},
-            "candidate": {"type": "str", "default": ""},
             "path": {"type": "str", "default": "/health"},
-            "mark_failed": {"type": "bool", "default": True},
             "statuses": {"type": "list", "elements": "int", "default": [200]},
         },
         supports_check_mode=True,
@@ -402,10 +251,6 @@ def main() -> None:
     p["host"] = p["host"] or socket.gethostname()
     if p["link"] and not p["releases_dir"]:
         module.fail_json(msg="releases_dir is required with link")
-    if p["candidate"] and not (p["releases_dir"] and p["release"] and p["wait"] and len(p["ports"]) == 1):
-        module.fail_json(msg="candidate needs release, releases_dir, wait and one port")
-    if p["candidate"]:
-        precheck(module, p)
     if p["converge"]:
         converge(module, p)
     found, stale = wait(p, p["ports"])
