@@ -61,7 +61,7 @@ def test_served_by_the_runner() -> None:
     from stack_runner.loader import load
 
     client = Client(middleware.wrap(load("webapp.app:create_app()"), RunnerConfig(release=RELEASE)))
-    labels = {"method": "GET", "route": "/health", "status": "200"}
+    labels = {"method": "GET", "route": "/health", "status": "200", "release": RELEASE}
     before = REGISTRY.get_sample_value("flask_http_request_total", labels) or 0.0
     r = client.get("/health", buffered=True)
     assert (r.status_code, r.headers["X-Release"]) == (200, RELEASE)

@@ -431,6 +431,23 @@ def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str
     return {"changed": bool(moved), "line": line, "message": json.dumps(line, sort_keys=True)}
 
 
+def prometheus(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]],
+               defaults: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The first monitoring host's Prometheus as a deploy asks it (the canary analysis): its URL
+    at the host's internal address, and its scrape interval; an empty URL without a monitoring host.
+
+    `{{ (hostvars | stack_prometheus(groups)).url }}` -> "http://10.0.0.5:9090"
+    """
+    monitoring = _members(groups, "monitoring")
+    if not monitoring:
+        return {"url": "", "scrape_interval": str(setting({}, "prometheus_scrape_interval", defaults))}
+    hv = hostvars[monitoring[0]]
+    address = str(hv["internal_address"])
+    host = f"[{address}]" if ":" in address else address
+    return {"url": f"http://{host}:{setting(hv, 'prometheus_port', defaults)}",
+            "scrape_interval": str(setting(hv, "prometheus_scrape_interval", defaults))}
+
+
 def marker_host(groups: Mapping[str, Sequence[str]]) -> str:
     """The host whose journal gets the deploy and rollback markers, and whose Fluent Bit ships them:
     the first monitoring host (Loki's)."""
@@ -548,5 +565,6 @@ class FilterModule:
             "stack_batch_problems": batch_problems,
             "stack_batch_sizes": batch_sizes,
             "stack_build_argv": build_argv,
+            "stack_prometheus": prometheus,
         }
 

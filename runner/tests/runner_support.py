@@ -17,7 +17,10 @@ VERSION = "1.2.3"
 
 
 def sample(name: str, **labels: str) -> float:
-    """A sample of the global registry, 0.0 when the series does not exist yet."""
+    """A sample of the global registry, 0.0 when the series does not exist yet; the request metrics'
+    release is the test clients' (RELEASE) unless given."""
+    if name.startswith("flask_http_request"):
+        labels.setdefault("release", RELEASE)
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

@@ -84,9 +84,9 @@ def test_metrics_endpoint(client: BufferedClient) -> None:
     assert r.status_code == 200
     assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
     text = r.get_data(as_text=True)
-    assert 'flask_http_request_total{method="GET",route="/",status="200"}' in text
+    assert f'flask_http_request_total{{method="GET",release="{RELEASE}",route="/",status="200"}}' in text
     assert "# TYPE flask_http_request_duration_seconds histogram" in text
-    assert 'flask_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/"}' in text
+    assert f'flask_http_request_duration_seconds_bucket{{le="0.005",method="GET",release="{RELEASE}",route="/"}}' in text
     assert f'app_build_info{{release="{RELEASE}",version="{VERSION}"}} 1.0' in text
     assert "python_info" in text
 

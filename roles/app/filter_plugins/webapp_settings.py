@@ -114,6 +114,37 @@ def health_problems(path: Any, statuses: Any) -> list[str]:
     return found
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def canary_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the canary analysis's settings (app_canary_*), each naming its variable."""
+    found = []
+    seconds = _number(settings.get("app_canary_seconds", 0))
+    if seconds is None or not (seconds == 0 or 10 <= seconds <= 3600):
+        found.append(f"app_canary_seconds must be 0 (off) or 10..3600 seconds, is {settings.get('app_canary_seconds')!r}")
+    if not seconds:
+        return found
+    bounds = {"app_canary_max_error_ratio": (0, 1), "app_canary_max_latency_ratio": (1, 100),
+              "app_canary_latency_quantile": (0.01, 0.999), "app_canary_min_requests": (1, 10**9)}
+    for name, (low, high) in bounds.items():
+        value = _number(settings.get(name))
+        if value is None or not low <= value <= high:
+            found.append(f"{name} must lie within {low}..{high}, is {settings.get(name)!r}")
+    if settings.get("app_canary_low_traffic") not in ("continue", "stop"):
+        found.append(f"app_canary_low_traffic must be continue or stop, is {settings.get('app_canary_low_traffic')!r}")
+    if not str(settings.get("app_canary_prometheus_url") or "").startswith(("http://", "https://")):
+        found.append("app_canary_prometheus_url must name the Prometheus to ask (http:// or https://): the inventory "
+                     f"has no monitoring host, or sets it to {settings.get('app_canary_prometheus_url')!r}")
+    return found
+
+
 def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     """Every problem of the app's operator settings, each naming its variable; [] when none.
 
@@ -127,6 +158,7 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     if both:
         found.append(f"app_env and app_secret_env both set {', '.join(sorted(both))}: name each once")
     found += shared_problems(settings.get("app_shared_paths", []), settings.get("app_shared_files", {}))
+    found += canary_problems(settings)
     migrate = settings.get("app_migrate_command")
     if migrate is not None and not isinstance(migrate, str):
         found.append(f"app_migrate_command must be one shell command line (a string), is {type(migrate).__name__}")

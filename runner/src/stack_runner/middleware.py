@@ -183,7 +183,7 @@ class StackMiddleware:
         seconds = time.perf_counter() - request.started
         environ = request.environ
         route = METRICS_PATH if _asks_metrics(environ) else self.route(environ)
-        metrics.observe(str(environ.get("REQUEST_METHOD", "")), route, request.status, seconds)
+        metrics.observe(str(environ.get("REQUEST_METHOD", "")), route, request.status, seconds, self.config.release)
         logs.access(environ, route, request.status, seconds, request.rid, self.config.trusted_proxies)
 
 
