@@ -223,9 +223,10 @@ def test_an_app_wsgi_that_does_not_import_is_refused_by_the_pre_check(settings):
 
 
 def test_a_factory_that_raises_is_refused_by_the_pre_check(settings):
-    # The notes factory refuses to start without its secret key.
-    refused(settings({**NOTES, "app_secret_env": {}}) + ["-e", "webapp_build_force=true"], "app_wsgi",
-            "NOTES_SECRET_KEY is not set")
+    # The notes factory refuses to start without its secret key (no migrate step: it would load the
+    # app first and stop the deploy there, as the next test shows for a failing one).
+    refused(settings({**NOTES, "app_secret_env": {}, "app_migrate_command": ""}) + ["-e", "webapp_build_force=true"],
+            "app_wsgi", "NOTES_SECRET_KEY is not set")
 
 
 def test_a_failing_migrate_step_stops_the_deploy_with_its_output(settings):
@@ -234,10 +235,10 @@ def test_a_failing_migrate_step_stops_the_deploy_with_its_output(settings):
 
 
 def test_a_one_off_command_runs_in_the_current_release(settings):
-    proc = playbook("playbooks/run.yml", *settings(PLAIN), "-e", "app_command=python -c 'import os, plainapp; "
-                    "print(os.environ[\"PLAIN_MESSAGE\"], plainapp.__version__, os.getcwd())'",
-                    "-e", f"app_command_host={hosts('app')[-1]}")
+    command = 'python -c \'import os, plainapp; print(os.environ["PLAIN_MESSAGE"], plainapp.__version__, os.getcwd())\''
+    proc = playbook("playbooks/run.yml", *settings(PLAIN, app_command=command, app_command_host=hosts("app")[-1]))
     assert_ok(proc)
     assert "plain from the lab 1.0.0 /opt/webapp/releases/" in proc.stdout, proc.stdout[-3000:]
-    failed = playbook("playbooks/run.yml", *settings(PLAIN), "-e", "app_command=exit 7")
+    failed = playbook("playbooks/run.yml", *settings(PLAIN, app_command="echo about to fail; exit 7"))
     assert failed.returncode != 0 and "app_command exited 7" in failed.stdout, failed.stdout[-3000:]
+    assert "about to fail" in failed.stdout, failed.stdout[-3000:]
