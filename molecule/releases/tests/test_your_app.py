@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (PROJECT, address, app_instances, app_ports, client_url, get, get_from, hosts, loki_query_auth,
-                      loki_url, playbook, port)
+from conftest import (PROJECT, address, app_instances, app_ports, client_url, deploy_markers, get, get_from, hosts,
+                      loki_query_auth, loki_url, playbook, port)
+from conftest import testinfra_host as on_host
 from test_releases import assert_no_failed_request, assert_ok, under_load
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "apps"
@@ -242,3 +245,63 @@ def test_a_one_off_command_runs_in_the_current_release(settings):
     failed = playbook("playbooks/run.yml", *settings(PLAIN, app_command="echo about to fail; exit 7"))
     assert failed.returncode != 0 and "app_command exited 7" in failed.stdout, failed.stdout[-3000:]
     assert "about to fail" in failed.stdout, failed.stdout[-3000:]
+
+
+# --- the canary analysis: the first batch judged by its metrics (issue: a release that answers its
+# health path but fails its users goes back by itself) ---------------------------------------------
+
+CANARY = {"app_canary_seconds": 20, "app_canary_min_requests": 50}
+# Nginx retries an answer on another instance only for errors, timeouts, 502 and 503 (nginx_proxy_next_upstream):
+# a 500 reaches the client, who sees what the canary's users would see.
+FAILING = '''    if path == "/":
+        body = _respond(start_response, "200 OK", os.environ.get("PLAIN_MESSAGE", "plain wsgi"))'''
+
+
+@pytest.fixture(scope="module")
+def failing_source(tmp_path_factory) -> Path:
+    """plainapp patched so that its / answers 500 to 3 requests of every 10 (its health path stays
+    healthy): a release only its metrics can catch."""
+    src = tmp_path_factory.mktemp("failing") / "plain"
+    shutil.copytree(FIXTURES / "plain", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    module = src / "plainapp" / "__init__.py"
+    text = module.read_text()
+    assert FAILING in text, "plainapp's / changed: update this patch"
+    module.write_text(text.replace(FAILING, '''    if path == "/" and next(_COUNT) % 10 in (3, 6, 9):
+        body = _respond(start_response, "500 Internal Server Error", "broken on purpose")
+''' + FAILING.replace("    if path", "    elif path", 1)) + "\n\nimport itertools  # noqa: E402\n_COUNT = itertools.count(1)\n"
+                      + f"# {secrets.token_hex(8)}: a release of its own, whatever ran before\n")
+    return src
+
+
+def test_a_release_that_fails_its_users_goes_back_after_its_canary(settings, failing_source):
+    before = set(releases().values())
+    assert len(before) == 1, before
+    proc, load = under_load("playbooks/deploy.yml",
+                            *settings(PLAIN, app_source=str(failing_source), app_build_tests=False,
+                                      app_allow_untested=True, **CANARY))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "failed its canary analysis" in out and "error ratio" in out, out[-4000:]
+    failed = deployed_release(proc.stdout)
+    # The fleet is back where it was, and the release is marked failed where it ran.
+    assert set(releases().values()) == before, out[-8000:]
+    first = hosts("app")[0]
+    assert on_host(first).file(f"/opt/webapp/releases/{failed}/.failed").contains("canary analysis failed")
+    # What the users saw: 500s only, only while the first batch served it (the window, one scrape, the switch back).
+    errors = [s for s in load.samples if not s.ok]
+    assert errors and {s.status for s in errors} == {500}, load.summary()
+    span = max(s.start for s in errors) - min(s.start for s in errors)
+    assert span <= CANARY["app_canary_seconds"] + 15 + 15, f"500s over {span:.1f} s"
+    # ... and only from the first batch's instances.
+    by_host = wait_for_series(f'flask_http_request_total{{job="app",status="500",release="{failed}"}}', 1)
+    assert {r["metric"]["host"] for r in by_host} == {first}, by_host
+    marker = [m for m in deploy_markers() if m.get("release") == failed]
+    assert marker and marker[-1]["result"] == "failed", marker
+
+
+def test_a_healthy_release_passes_the_same_analysis_and_goes_on(settings):
+    proc, load = under_load("playbooks/deploy.yml", *settings(PLAIN, **CANARY), "-e", "webapp_build_force=true")
+    assert_ok(proc)
+    assert_no_failed_request(load)
+    assert "Canary of" in proc.stdout and ": pass " in proc.stdout, proc.stdout[-3000:]
+    serves(deployed_release(proc.stdout))
