@@ -101,35 +101,6 @@ def units(p: dict) -> tuple[list[str], list[str]]:
     return disabled, extra
 
 
-def wait(p: dict, ports: list[int], crash_ends: bool = False) -> tuple[list[dict], list[int]]:
-    """Observe ports until each answers as wanted or p['wait'] seconds passed; with crash_ends (an
-    instance just restarted), an instance whose process exited ends the wait at once: a release
-    that crashes at start is given up on in a second, not after the whole wait, while the
-    connections that reached its socket wait in the backlog for the release that comes back."""
-    q = {**p, "ports": ports}
-    if crash_ends:  # short probes: one that waits on a crashed process's backlog must not hide the crash
-        q["timeout"] = min(p["timeout"], 0.5)
-    deadline = time.monotonic() + p["wait"]
-    while True:
-        found = observe(q)
-        stale = [i["port"] for i in found if i["stale"]]
-        crashed = crash_ends and any(i["crashed"] for i in found)
-        if not stale or crashed or not p["wait"] or time.monotonic() >= deadline:
-            return found, stale
-        time.sleep(p["interval"])
-
-
-def stale_message(p: dict, found: list[dict]) -> str:
-    detail = "; ".join(f"{i['port']}: {', '.join(i['reasons'])}" for i in found if i["stale"])
-    return f"not every instance answers with release {p['release']} after {p['wait']} s ({detail})"
-
-
-def journal(p: dict, port: int | str, unit: str = "") -> str:
-    cmd = ["journalctl", f"--unit={unit or p['unit']}@{port}.service", f"--lines={p['journal_lines']}", "--no-pager",
-           "--output=cat"] + ([f"--grep={p['journal_filter']}"] if p["journal_filter"] else [])
-    return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
-
-
 def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> tuple[list[dict], list[int]]:
     """Restart one instance (its socket anew first when asked) and wait for its health."""
     service = f"{p['unit']}@{port}.service"
