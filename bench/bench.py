@@ -15,6 +15,9 @@ load balancer, bounded in time.
     ./stack lab                       # a converged lab first
     .venv/bin/python bench/bench.py   # LAB_NAME / LAB_NET select the lab, as for lab/lab
 
+With --deploy-var NAME=VALUE (repeatable) each deploy gets that extra variable: the deploy with
+the canary analysis on is `--ops deploy --deploy-var app_canary_seconds=20`.
+
 With --floors it measures, besides, what the operations cannot go below on this machine: a
 rollback's floor (bench/floor_rollback.sh on every app host at once, one ad-hoc task: the link
 swapped, each instance restarted until it answers) and the no-change site.yml's floor (its own
@@ -132,7 +135,8 @@ class Bench:
         return self.run("ansible", "all", "-m", "ansible.builtin.ping")[0]
 
     def deploy(self) -> tuple[float, str]:
-        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true")
+        more = [arg for var in self.opts.deploy_var for arg in ("-e", var)]
+        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", "webapp_build_force=true", *more)
 
     def rollback(self) -> tuple[float, str]:
         return self.run("ansible-playbook", "playbooks/rollback.yml")
@@ -331,6 +335,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=5, help="seconds after which wrk counts a request failed")
     parser.add_argument("--max-seconds", type=float, default=600, help="time bound of each load run")
     parser.add_argument("--idle-only", action="store_true", help="skip the runs under load")
+    parser.add_argument("--deploy-var", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra variable of each deploy (repeatable), e.g. app_canary_seconds=20")
     parser.add_argument("--mitogen", action="store_true", help="run Ansible with Mitogen's mitogen_linear strategy")
     parser.add_argument("--log", type=Path, help="keep each command's output in this folder")
     parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
