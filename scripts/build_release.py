@@ -199,8 +199,10 @@ def build_wheel(project: Path, into: Path, label: str, isolated: bool) -> Path:
 
 def locked_wheels(lock: Path, wheels: Path, pip_args: tuple[str, ...] = ()) -> None:
     """Fetch every wheel `lock` pins into `wheels`, in pip's hash-checking mode: a wheel whose
-    hash is none of the lock's (or a requirement without a hash) stops the build, naming it."""
-    done = pip("wheel", "--quiet", "--require-hashes", "--no-deps", "--only-binary=:all:", "--wheel-dir", str(wheels),
+    hash is none of the lock's (or a requirement without a hash) stops the build, naming it. With
+    `pip_args` for another Python (target_args): `pip download`, as `pip wheel` has no --python-version."""
+    verb = ("download", "--dest") if "--python-version" in pip_args else ("wheel", "--wheel-dir")
+    done = pip(verb[0], "--quiet", "--require-hashes", "--no-deps", "--only-binary=:all:", verb[1], str(wheels),
                "--requirement", str(lock), *pip_args)
     if done.returncode != 0:
         raise BuildError(f"the wheels of {lock} do not match the lock (pip's hash-checking mode):\n{pip_errors(done)}")

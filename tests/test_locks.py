@@ -110,6 +110,18 @@ def test_the_build_takes_a_wheel_whose_hash_is_the_locks(tmp_path):
     assert (out / wheel.name).read_bytes() == wheel.read_bytes()
 
 
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
+def test_the_build_takes_the_locks_wheels_for_another_python_too(tmp_path, python):
+    """For a target Python other than the controller's (target_args), in hash-checking mode as well."""
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    wheel = tiny_wheel(source)
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"lockprobe==1.0 --hash=sha256:{build_release.sha256_file(wheel)}\n")
+    build_release.locked_wheels(lock, out, (*build_release.target_args(python), *offline(source)))
+    assert (out / wheel.name).read_bytes() == wheel.read_bytes()
+
+
 def test_the_build_refuses_a_wheel_whose_hash_is_not_the_locks(tmp_path):
     source, out = tmp_path / "source", tmp_path / "out"
     source.mkdir()
