@@ -121,15 +121,15 @@ def release(name: str) -> str:
 
 
 def release_var(name: str, role: str, var: str):
-    """A role's per-release setting for the lab host `name` (roles/ROLE/vars/RELEASE.yml, as the
-    role's include_vars reads it from the host's facts)."""
-    path = PROJECT / "roles" / role / "vars" / f"{release(name)}.yml"
-    return yaml.safe_load(path.read_text())[var]
+    """A role's per-release setting for the lab host `name`: roles/ROLE/vars/main.yml's
+    `_ROLE_releases[RELEASE][var]`, as the role reads it from the host's facts."""
+    path = PROJECT / "roles" / role / "vars" / "main.yml"
+    return yaml.safe_load(path.read_text())[f"_{role}_releases"][release(name)][var]
 
 
 def mail_unit(name: str) -> str:
     """The unit of Postfix's default instance on the monitoring host `name` (roles/local_mail)."""
-    return str(release_var(name, "local_mail", "_local_mail_service"))
+    return str(release_var(name, "local_mail", "service"))
 
 
 def address(name: str) -> str:
