@@ -58,7 +58,7 @@ def test_an_app_host_rebuilt_on_debian_13_under_load_rejoins_with_the_current_re
         rebuilt = subprocess.run([str(PROJECT / "lab" / "lab"), "rebuild", victim, TO], env=os.environ,
                                  capture_output=True, text=True, timeout=600)
         assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-        release.cache_clear()
+        release.cache_clear()  # a new host under the old name
         assert release(victim) == TO
         site = playbook("site.yml", timeout=1800)
         assert site.returncode == 0, site.stdout[-6000:] + site.stderr[-2000:]
