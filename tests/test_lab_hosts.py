@@ -66,3 +66,41 @@ def test_lab_lab_boots_the_same_list():
 def test_a_wrong_count_fails_the_inventory():
     proc = inventory("x")
     assert "LAB_APP_HOSTS must be a number of app hosts" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_default_lab_mixes_debian_13_and_12_as_a_fleet_in_its_upgrade():
+    names = [name for name, _, _ in lab.hosts(4)]
+    assert lab.suites(names, {}) == {"lb1": "trixie", "app1": "trixie", "app2": "bookworm", "mon1": "trixie",
+                                     "lb2": "bookworm", "app3": "trixie", "app4": "bookworm"}
+
+
+def test_lab_suite_sets_every_host_and_lab_suites_single_ones():
+    names = [name for name, _, _ in lab.hosts(2)]
+    assert set(lab.suites(names, {"LAB_SUITE": "bookworm"}).values()) == {"bookworm"}
+    found = lab.suites(names, {"LAB_SUITE": "bookworm", "LAB_SUITES": "lb1=trixie  app2=trixie"})
+    assert found == {"lb1": "trixie", "app1": "bookworm", "app2": "trixie", "mon1": "bookworm", "lb2": "bookworm"}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LAB_SUITE": "jessie"}, "LAB_SUITE: release 'jessie' is not one the lab makes"),
+    ({"LAB_SUITES": "app9=trixie"}, "'app9=trixie' is not HOST=SUITE for a host of this lab"),
+    ({"LAB_SUITES": "app1"}, "'app1' is not HOST=SUITE"),
+    ({"LAB_SUITES": "app1=sid"}, "release 'sid' is not one the lab makes"),
+])
+def test_a_wrong_release_is_refused_naming_it(env, message):
+    with pytest.raises(ValueError, match=message):
+        lab.suites([name for name, _, _ in lab.hosts(2)], env)
+
+
+def test_lab_lab_reads_each_hosts_release_from_the_one_list():
+    out = subprocess.run([sys.executable, str(ROOT / "lab" / "hosts.py"), "--suites"], capture_output=True, text=True,
+                         env={**ENV, "LAB_SUITES": "lb2=trixie"}, check=True).stdout.split()
+    assert out == ["lb1=trixie", "app1=trixie", "app2=bookworm", "mon1=trixie", "lb2=trixie"]
+
+
+def test_the_lab_names_no_mirror_and_logs_in_as_deploy_with_sudo():
+    script = (ROOT / "lab" / "lab").read_text()
+    assert "deb.debian.org" not in script and "LAB_MIRROR" not in script
+    assert "visudo -cqf" in script and "DEPLOY_USER=deploy" in script
+    listed = json.loads(inventory("2").stdout)["_meta"]["hostvars"]
+    assert {v["ansible_user"] for v in listed.values()} == {"deploy"}

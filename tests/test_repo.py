@@ -43,6 +43,31 @@ def test_role_constants_are_private(role):
         assert all(k.startswith(f"_{role.name}_") for k in load(path)), "vars/main.yml names must start with _<role>_"
 
 
+# The Debian releases every role supports and the lab tests (docs/platforms.md): each role's meta/main.yml
+# names them, and a role's per-release settings are one dict keyed by them in its vars/main.yml.
+RELEASES = ["bookworm", "trixie"]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_each_role_names_the_debian_releases_it_is_tested_on_and_nothing_else(role):
+    platforms = load(role / "meta" / "main.yml")["galaxy_info"]["platforms"]
+    assert platforms == [{"name": "Debian", "versions": RELEASES}]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_per_release_settings_are_one_dict_keyed_by_every_release(role):
+    """`_ROLE_releases` in vars/main.yml (the one shape), never vars/<release>.yml files or a task's
+    `when:` on the release."""
+    assert not [p.name for p in (role / "vars").glob("*.yml") if p.stem in RELEASES]
+    constants = load(role / "vars" / "main.yml") if (role / "vars" / "main.yml").is_file() else {}
+    if f"_{role.name}_releases" in constants:
+        by_release = constants[f"_{role.name}_releases"]
+        assert sorted(by_release) == sorted(RELEASES)
+        assert len({tuple(sorted(v)) for v in by_release.values()}) == 1, "every release must set the same keys"
+    for path in (role / "tasks").glob("*.yml"):
+        assert "distribution_release" not in path.read_text() or path.name == "preflight.yml", path
+
+
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
 def test_main_is_a_table_of_contents(role):
     """Imports of preflight, install and configure, in that order and tagged; a block may wrap

@@ -104,12 +104,35 @@ def hostvars(name: str) -> dict:
 
 @functools.cache
 def testinfra_host(name: str) -> testinfra.host.Host:
+    """The lab host `name` as the tests reach it: over SSH as the inventory's user (deploy, as
+    staging and production), each command through sudo, as Ansible's become runs them."""
     v = hostvars(name)
     return testinfra.get_host(
         f"ssh://{v['ansible_user']}@{v['ansible_host']}",
+        sudo=v["ansible_user"] != "root",
         ssh_identity_file=v["key"] or None,
         ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
     )
+
+
+@functools.cache
+def release(name: str) -> str:
+    """The Debian release (codename) the lab host `name` runs: the lab mixes them (lab/hosts.py)."""
+    # Read here, not testinfra's system_info: testinfra keeps that per address, and a rebuilt host
+    # (test_upgrade.py) answers at the old one.
+    return testinfra_host(name).check_output(". /etc/os-release && echo $VERSION_CODENAME")
+
+
+def release_var(name: str, role: str, var: str):
+    """A role's per-release setting for the lab host `name`: roles/ROLE/vars/main.yml's
+    `_ROLE_releases[RELEASE][var]`, as the role reads it from the host's facts."""
+    path = PROJECT / "roles" / role / "vars" / "main.yml"
+    return yaml.safe_load(path.read_text())[f"_{role}_releases"][release(name)][var]
+
+
+def mail_unit(name: str) -> str:
+    """The unit of Postfix's default instance on the monitoring host `name` (roles/local_mail)."""
+    return str(release_var(name, "local_mail", "service"))
 
 
 def address(name: str) -> str:

@@ -11,7 +11,7 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import address, app_ports, blackbox_probe, client_url, instance_release, get, get_from, hosts, hostvars, journal, port
+from conftest import address, app_ports, blackbox_probe, client_url, instance_release, get, get_from, hosts, hostvars, journal, mail_unit, port
 
 MONITORING = hosts("monitoring")
 MON = MONITORING[0]
@@ -36,8 +36,9 @@ def mailbox(infra, name: str = MON) -> str:
 
 
 @pytest.mark.parametrize("name", MONITORING)
-@pytest.mark.parametrize("unit", ["prometheus-alertmanager", "postfix@-", "prometheus-blackbox-exporter"])
+@pytest.mark.parametrize("unit", ["prometheus-alertmanager", "local_mail", "prometheus-blackbox-exporter"])
 def test_alerting_service_is_running(infra, name, unit):
+    unit = mail_unit(name) if unit == "local_mail" else unit
     assert infra(name).service(unit).is_running, journal(infra(name), unit)
 
 
@@ -51,7 +52,7 @@ def test_alertmanager_answers_on_the_internal_address(name):
 def test_mail_and_prober_listen_on_loopback_only(infra, name):
     host = infra(name)
     smtp_port = int(hostvars(name)["alertmanager_smtp_smarthost"].rsplit(":", 1)[1])
-    assert host.socket(f"tcp://127.0.0.1:{smtp_port}").is_listening, journal(host, "postfix@-")
+    assert host.socket(f"tcp://127.0.0.1:{smtp_port}").is_listening, journal(host, mail_unit(name))
     assert not host.socket(f"tcp://{address(name)}:{smtp_port}").is_listening
     assert not host.socket(f"tcp://0.0.0.0:{smtp_port}").is_listening
     bb = port(name, "blackbox_exporter_port")

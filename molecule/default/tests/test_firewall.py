@@ -17,6 +17,7 @@ import ipaddress
 import json
 import shlex
 import socket
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -49,8 +50,11 @@ with ThreadPoolExecutor(len(targets) or 1) as pool:
 
 @functools.cache
 def controller_address() -> str:
-    """The controller's address as the lab's hosts see it (the source address of SSH)."""
-    return lab_host(hosts("all")[0]).check_output("echo $SSH_CONNECTION").split()[0]
+    """The controller's address as the lab's hosts see it: the source address of its route to them (the
+    hosts' SSH_CONNECTION names it too, but sudo, which every test command goes through, drops it)."""
+    route = subprocess.run(["ip", "-o", "route", "get", address(hosts("all")[0])], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return route[route.index("src") + 1]
 
 
 def admin_sources() -> set[str]:

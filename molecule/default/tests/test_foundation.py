@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
+from pathlib import Path
 
 import pytest
-from conftest import address, app_instances, exposure, get, hosts, instance_health, journal, lb_message, lb_url
+from conftest import (address, app_instances, exposure, get, hosts, hostvars, instance_health, journal, lb_message, lb_url,
+                      release)
 
 APP_INSTANCES = app_instances()
 LBS = hosts("lb")
@@ -88,3 +91,42 @@ def test_lb_spreads_requests_over_every_instance(infra, name):
 def test_app_unit_is_sandboxed(infra, name, port):
     score, report = exposure(infra(name), f"webapp@{port}.service")
     assert score <= 1.1, report  # measured when its sandbox moved into roles/systemd_service's drop-in
+
+
+# The fleet operators run (lab/hosts.py, lab/lab): Debian 13 and 12 side by side, reached as an
+# unprivileged user whose sudo every play's become and every test command goes through.
+ALL = hosts("all")
+
+
+def lab_env() -> dict[str, str]:
+    """lab/lab's record of the lab (its lab.env): each host's address and release."""
+    state = os.environ.get("LAB_STATE") or f"/var/lib/webapp-lab/{os.environ.get('LAB_NAME', 'lab')}"
+    lines = Path(state, "lab.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_host_runs_the_release_the_lab_made_it_with(name):
+    assert release(name) == lab_env()[f"LAB_SUITE_{name}"]
+
+
+def test_the_default_lab_mixes_debian_12_and_13():
+    if os.environ.get("LAB_SUITE") or os.environ.get("LAB_SUITES"):
+        pytest.skip("LAB_SUITE/LAB_SUITES chose the hosts' releases")
+    assert {release(name) for name in ALL} == {"bookworm", "trixie"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_tests_log_in_as_the_deploy_user_and_act_through_sudo(infra, name):
+    assert hostvars(name)["ansible_user"] == "deploy"
+    assert infra(name).check_output("echo $SUDO_USER:$(id -un)") == "deploy:root"
+    assert infra(name).file("/root").mode == 0o700  # root's files stay root's: reading them needs sudo
+
+
+@pytest.mark.parametrize("name", hosts("app"))
+def test_each_app_host_runs_the_release_with_its_own_python(infra, name):
+    expected = {"bookworm": "3.11", "trixie": "3.13"}[release(name)]
+    host = infra(name)
+    assert host.check_output("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'") == expected
+    venv = host.check_output("readlink -f /opt/webapp/current")
+    assert host.file(f"{venv}/venv/lib/python{expected}").is_directory, host.check_output(f"ls {venv} {venv}/venv/lib")
