@@ -28,6 +28,8 @@ controller) instead of building: "build once, deploy the same artifact everywher
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -126,9 +128,19 @@ def load_index(out: Path) -> dict[str, dict[str, str]]:
 
 
 def save_index(out: Path, index: dict[str, dict[str, str]]) -> None:
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out / INDEX)
+    with tempfile.NamedTemporaryFile("w", dir=out, prefix=INDEX, suffix=".tmp", delete=False) as tmp:
+        tmp.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp.name, 0o644)
+    Path(tmp.name).replace(out / INDEX)
+
+
+@contextlib.contextmanager
+def builds_one_at_a_time(out: Path):
+    """Hold the artifact folder's lock: two builds into one folder (two deploys from one
+    controller) run one after the other, so neither loses the other's index entry or artifact."""
+    with (out / ".build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def normalize(name: str) -> str:
@@ -357,7 +369,7 @@ def build_artifact(source: Path, out: Path, pythons: list[str], test_command: st
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         artifact = out / f"webapp-{release_id}.tar.gz"
-        partial = artifact.with_suffix(".partial")
+        partial = Path(tmp) / artifact.name
         with tarfile.open(partial, "w:gz") as tar:
             tar.add(stage / "manifest.json", arcname="manifest.json")
             tar.add(stage / "wheels", arcname="wheels")
@@ -393,7 +405,8 @@ def main() -> None:
                                                   "when it has --hash= lines; else resolved at build time)")
     parser.add_argument("--python", default="", help="target Pythons, comma separated (default: the controller's)")
     parser.add_argument("--test-command", default=None, help="the app's tests (default: pytest when tests/ exists)")
-    parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: <project>/build/releases)")
+    parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: $WEBAPP_RELEASES_DIR, "
+                                                               "else <project>/build/releases)")
     parser.add_argument("--no-tests", action="store_true", help="skip the app's tests (never for a release)")
     parser.add_argument("--force", action="store_true", help="build a new release even if the sources are unchanged")
     parser.add_argument("--keep", type=int, default=10, help="artifacts kept on the controller")
@@ -409,21 +422,22 @@ def main() -> None:
     lock = args.lock.resolve() if args.lock else None
     pythons = parse_pythons(args.python)
     test_command = None if args.no_tests else (args.test_command if args.test_command else default_test_command(source))
-    out = (args.out or project / "build" / "releases").resolve()
+    out = (args.out or Path(os.environ.get("WEBAPP_RELEASES_DIR") or project / "build" / "releases")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     pyproject(source)  # a folder without pyproject.toml is refused before anything is hashed
 
     key = build_key(project, source, pythons, lock, test_command, untested=args.no_tests)
-    index = load_index(out)
-    entry = index.get(key)
-    if entry and not args.force and "tests" in entry and Path(str(entry["artifact"])).is_file() \
-            and sha256_file(Path(str(entry["artifact"]))) == entry["artifact_sha256"]:
-        print(json.dumps({**entry, "changed": False}))
-        return
-    result = summary(build_artifact(source, out, pythons, test_command, lock))
-    index[key] = result
-    prune(out, index, args.keep)
-    save_index(out, index)
+    with builds_one_at_a_time(out):
+        index = load_index(out)
+        entry = index.get(key)
+        if entry and not args.force and "tests" in entry and Path(str(entry["artifact"])).is_file() \
+                and sha256_file(Path(str(entry["artifact"]))) == entry["artifact_sha256"]:
+            print(json.dumps({**entry, "changed": False}))
+            return
+        result = summary(build_artifact(source, out, pythons, test_command, lock))
+        index[key] = result
+        prune(out, index, args.keep)
+        save_index(out, index)
     print(json.dumps({**result, "changed": True}))
 
 

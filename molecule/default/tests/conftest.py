@@ -1,6 +1,6 @@
 """Shared helpers of the lab tests: the inventory, addresses and an HTTP client.
 
-Both scenarios use this one file (molecule/releases/tests/conftest.py is a link to it):
+Every scenario uses this one file (molecule/releases and molecule/apps link to it):
 `from conftest import playbook, recap, instance_release, lb_url, ...`. Every message and
 port comes from the lab inventory, else from the role's defaults/main.yml, never a literal
 (tests/test_repo.py checks the tests for them).
@@ -39,6 +39,10 @@ INVENTORY = str(PROJECT / "inventories" / "lab")
 # The plays' own filters: app_ports is the one definition of an app host's ports.
 sys.path.insert(0, str(PROJECT / "playbooks" / "filter_plugins"))
 import stack_filters  # noqa: E402
+
+# The bounded load generator of the bench (bench/loadgen.py): only the lab's own addresses.
+sys.path.insert(0, str(PROJECT / "bench"))
+import loadgen  # noqa: E402
 
 
 # The variables the tests read, templated by Ansible itself (testinfra's own inventory
@@ -358,3 +362,25 @@ def pytest_collection_modifyitems(items):
         return (1, marker.args[0] if marker.args else 0) if marker else (0, 0)
 
     items.sort(key=rank)
+
+
+# Deploys under load (the releases and apps scenarios): a bounded load through the load
+# balancers while a playbook runs, and what no request may do.
+def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:
+    load = loadgen.Load(client_url(), workers=2, max_seconds=900, max_requests=2_000_000).start()
+    time.sleep(1)
+    try:
+        proc = playbook(*args)
+    finally:
+        time.sleep(1)
+        result = load.stop()
+    return proc, result
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+
+
+def assert_no_failed_request(load: loadgen.Result) -> None:
+    assert load.requests > 100, load.summary()
+    assert load.failures == [], load.summary()

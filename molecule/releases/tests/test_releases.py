@@ -21,11 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (INVENTORY, PROJECT, address, app_instances, client_url, deploy_markers, get, get_from, hosts, playbook,
-                      recap, testinfra_host as on_host)
-
-sys.path.insert(0, str(PROJECT / "bench"))
-import loadgen  # noqa: E402
+from conftest import (INVENTORY, PROJECT, address, app_instances, assert_no_failed_request, assert_ok, client_url, deploy_markers,
+                      get, get_from, hosts, playbook, recap, under_load)
+from conftest import testinfra_host as on_host
 
 # A failing release is given up on after this many seconds (default 30).
 QUICK_FAIL = ["-e", "app_health_timeout=6"]
@@ -83,26 +81,6 @@ def current(host: str) -> str:
 
 def app_changes(output: str) -> dict[str, int]:
     return {h: c["changed"] for h, c in recap(output).items() if h in hosts("app")}
-
-
-def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:
-    load = loadgen.Load(client_url(), workers=2, max_seconds=900, max_requests=2_000_000).start()
-    time.sleep(1)
-    try:
-        proc = playbook(*args)
-    finally:
-        time.sleep(1)
-        result = load.stop()
-    return proc, result
-
-
-def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-
-
-def assert_no_failed_request(load: loadgen.Result) -> None:
-    assert load.requests > 100, load.summary()
-    assert load.failures == [], load.summary()
 
 
 def run_until(args: list[str], stop: Callable[[str], bool], seconds: float = 600) -> tuple[subprocess.Popen[str], str]:

@@ -1,4 +1,4 @@
-"""An operator's own apps on the lab, after test_releases.py (file order): the fixture projects
+"""An operator's own apps on a lab of their own (the apps scenario): the fixture projects
 in tests/fixtures/apps, built from their own pyproject.toml the way an operator's would be, each
 deployed and rolled back under load with no failed request, their metrics in Prometheus and
 their lines in Loki; then bad input, each refused naming its variable with the running release
@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (PROJECT, address, app_instances, app_ports, client_url, deploy_markers, get, get_from, hosts,
-                      loki_query_auth, loki_url, playbook, port)
+from conftest import (PROJECT, address, app_instances, app_ports, assert_no_failed_request, assert_ok, client_url,
+                      deploy_markers, get, get_from, hosts, loki_query_auth, loki_url, playbook, port, under_load)
 from conftest import testinfra_host as on_host
-from test_releases import assert_no_failed_request, assert_ok, under_load
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "apps"
 NOTES = {
