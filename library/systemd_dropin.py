@@ -25,9 +25,9 @@ path: {description: The drop-in file., type: str, returned: always}
 
 import os
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_files import replace_file
 
 
 def _read(path: str) -> str | None:
@@ -60,16 +60,10 @@ def converge(path: str, content: str, check_mode: bool) -> tuple[bool, dict]:
     os.chown(folder, 0, 0)
     os.chmod(folder, 0o755)
     if old != content:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".systemd-dropin-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    os.chown(path, 0, 0)
-    os.chmod(path, 0o644)
+        replace_file(path, content, 0o644)
+    else:
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
     return True, diff
 
 

@@ -6,7 +6,6 @@ rules. Where a module calls systemctl or journalctl, a stand-in for that one cal
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import socket
@@ -20,6 +19,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from tests.conftest import ROOT
+from tests.loopback import Loopback
 
 sys.path.insert(0, str(ROOT / "roles" / "app" / "library"))
 import webapp_instances  # noqa: E402
@@ -214,33 +214,13 @@ def test_releases_refuses_a_layout_without_every_path(tmp_path, capsys):
 
 # --- webapp_instances: health probes ---------------------------------------------------------
 
-class Instance(http.server.ThreadingHTTPServer):
+class Instance(Loopback):
     """A stand-in app instance on loopback: every answer names its release in the runner's
     X-Release header; /health answers 200, 500 when broken."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
         self.release, self.broken, self.crashed = "", False, False
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(handler) -> None:  # noqa: N805
-                body = b"ok"
-                handler.send_response(500 if self.broken else 200)
-                handler.send_header(webapp_probe.RELEASE_HEADER, self.release)
-                handler.send_header("Content-Length", str(len(body)))
-                handler.end_headers()
-                handler.wfile.write(body)
-
-            def log_message(handler, *args) -> None:  # noqa: N805
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
+        super().__init__(lambda path: (500 if self.broken else 200, {webapp_probe.RELEASE_HEADER: self.release}, b"ok"))
 
 
 def raw_server(answer: bytes | None, hang: float = 0) -> tuple[int, threading.Event]:
@@ -522,14 +502,6 @@ def test_a_precheck_of_new_settings_marks_no_release_failed(spare, tmp_path, cap
     rc, res = run(webapp_precheck, {**spare["args"], "release": "broken", "mark_failed": False}, capsys)
     assert rc == 1 and "settings this run brings" in res["msg"]
     assert not (tmp_path / "broken" / ".failed").exists()
-
-
-def test_the_link_is_swapped_atomically(tmp_path):
-    link = tmp_path / "current"
-    assert webapp_instances.point(str(link), "/a", False)
-    assert not webapp_instances.point(str(link), "/a", False)
-    assert webapp_instances.point(str(link), "/b", False) and os.readlink(link) == "/b"
-    assert [p.name for p in tmp_path.iterdir()] == ["current"]
 
 
 def test_a_link_needs_the_releases_folder(capsys):

@@ -4,16 +4,15 @@ unreachable Prometheus as a failed verdict; and the settings the preflight refus
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
 import sys
-import threading
 import urllib.parse
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.loopback import Loopback
 from tests.test_app_modules import run
 
 sys.path.insert(0, str(ROOT / "roles" / "app" / "library"))
@@ -57,31 +56,20 @@ def test_the_verdict(numbers, result, words):
         assert word in " ".join(reasons), reasons
 
 
-class Prometheus(http.server.ThreadingHTTPServer):
+class Prometheus(Loopback):
     """A stand-in Prometheus on loopback: /api/v1/query answers each query from `values`."""
-
-    daemon_threads = True
 
     def __init__(self, values: dict[str, float | None]) -> None:
         self.asked: list[str] = []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(handler) -> None:  # noqa: N805
-                query = urllib.parse.parse_qs(urllib.parse.urlsplit(handler.path).query)["query"][0]
-                self.asked.append(query)
-                value = next((v for k, v in values.items() if k in query), None)
-                result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
-                body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
-                handler.send_response(200)
-                handler.send_header("Content-Length", str(len(body)))
-                handler.end_headers()
-                handler.wfile.write(body)
+        def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)["query"][0]
+            self.asked.append(query)
+            value = next((v for k, v in values.items() if k in query), None)
+            result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+            return 200, {}, json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
 
-            def log_message(handler, *args) -> None:  # noqa: N805
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(answer)
 
 
 def answers(release_errors: float) -> dict[str, float | None]:
@@ -95,7 +83,7 @@ def answers(release_errors: float) -> dict[str, float | None]:
 def test_a_judgement_waits_for_the_window_and_a_scrape_then_asks(capsys):
     prom = Prometheus(answers(release_errors=90))
     waited = []
-    result = webapp_canary.judge({**P, "prometheus": f"http://127.0.0.1:{prom.server_address[1]}"},
+    result = webapp_canary.judge({**P, "prometheus": prom.url()},
                                  sleep=waited.append, clock=lambda: 1000.0)
     prom.shutdown()
     assert waited == [45.0] and len(prom.asked) == 6
@@ -105,7 +93,7 @@ def test_a_judgement_waits_for_the_window_and_a_scrape_then_asks(capsys):
 def test_the_module_fails_naming_the_metric(monkeypatch, capsys):
     prom = Prometheus(answers(release_errors=90))
     monkeypatch.setattr(webapp_canary.time, "sleep", lambda s: None)
-    rc, res = run(webapp_canary, {**P, "prometheus": f"http://127.0.0.1:{prom.server_address[1]}"}, capsys)
+    rc, res = run(webapp_canary, {**P, "prometheus": prom.url()}, capsys)
     prom.shutdown()
     assert rc == 1 and "failed its canary analysis" in res["msg"] and "error ratio" in res["msg"], res
     assert res["verdict"] == "fail"
@@ -114,7 +102,7 @@ def test_the_module_fails_naming_the_metric(monkeypatch, capsys):
 def test_a_healthy_release_passes(monkeypatch, capsys):
     prom = Prometheus(answers(release_errors=0))
     monkeypatch.setattr(webapp_canary.time, "sleep", lambda s: None)
-    rc, res = run(webapp_canary, {**P, "prometheus": f"http://127.0.0.1:{prom.server_address[1]}"}, capsys)
+    rc, res = run(webapp_canary, {**P, "prometheus": prom.url()}, capsys)
     prom.shutdown()
     assert rc == 0 and res["verdict"] == "pass", res
 
@@ -124,7 +112,7 @@ def test_too_little_traffic_does_what_the_operator_chose(monkeypatch, capsys, lo
     prom = Prometheus({"release=": 3, "release!=": 600})
     monkeypatch.setattr(webapp_canary.time, "sleep", lambda s: None)
     got, res = run(webapp_canary, {**P, "low_traffic": low_traffic,
-                                   "prometheus": f"http://127.0.0.1:{prom.server_address[1]}"}, capsys)
+                                   "prometheus": prom.url()}, capsys)
     prom.shutdown()
     assert got == rc and res["verdict"] == "no-traffic" and f"app_canary_low_traffic is {low_traffic}" in str(res), res
 

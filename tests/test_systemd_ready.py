@@ -4,46 +4,26 @@ tests prove every service of the stack starts and answers through it."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from tests.conftest import ROOT
+from tests.loopback import Loopback
 
 sys.path.insert(0, str(ROOT / "library"))
 import systemd_ready  # noqa: E402
 
 
-class Service(http.server.ThreadingHTTPServer):
+class Service(Loopback):
     """A stand-in service's readiness URL: 200 with `body` once `up`, else 503."""
-
-    daemon_threads = True
 
     def __init__(self) -> None:
         self.up, self.body = False, "Active connections: 1"
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(handler) -> None:  # noqa: N805
-                code, text = (200, self.body) if self.up else (503, "starting")
-                handler.send_response(code)
-                handler.send_header("Content-Length", str(len(text)))
-                handler.end_headers()
-                handler.wfile.write(text.encode())
-
-            def log_message(handler, *args) -> None:  # noqa: N805
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/stub_status"
+        super().__init__(lambda path: (200, {}, self.body.encode()) if self.up else (503, {}, b"starting"))
 
 
 @pytest.fixture
@@ -83,7 +63,7 @@ def run(args: dict, capsys) -> tuple[int, dict]:
 
 
 def test_a_stopped_disabled_unit_is_enabled_started_and_waited_for(unit, capsys):
-    rc, res = run({"url": unit["service"].url, "body": "Active connections"}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status"), "body": "Active connections"}, capsys)
     assert rc == 0 and res["changed"] and res["enabled"] and res["started"] and not res["reloaded"]
     assert res["probes"] == 1
     assert [c for c in unit["calls"] if c.split()[1] in ("enable", "start", "daemon-reload")] == [
@@ -93,7 +73,7 @@ def test_a_stopped_disabled_unit_is_enabled_started_and_waited_for(unit, capsys)
 def test_a_running_enabled_ready_unit_changes_nothing(unit, capsys):
     unit.update(ActiveState="active", enabled=True)
     unit["service"].up = True
-    rc, res = run({"url": unit["service"].url}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status")}, capsys)
     assert rc == 0 and not res["changed"]
     assert not [c for c in unit["calls"] if c.split()[1] in ("enable", "start", "daemon-reload")]
 
@@ -101,22 +81,22 @@ def test_a_running_enabled_ready_unit_changes_nothing(unit, capsys):
 def test_unit_files_changed_since_systemd_read_them_are_read_again(unit, capsys):
     unit.update(ActiveState="active", enabled=True, NeedDaemonReload="yes")
     unit["service"].up = True
-    rc, res = run({"url": unit["service"].url}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status")}, capsys)
     assert rc == 0 and res["reloaded"] and "systemctl daemon-reload" in unit["calls"]
 
 
 def test_a_service_that_never_answers_fails_with_its_journal(unit, capsys):
     unit["starts_up"] = False
-    rc, res = run({"url": unit["service"].url, "body": "Active connections"}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status"), "body": "Active connections"}, capsys)
     assert rc == 1 and res["probes"] == 4  # the first probe and 3 more
-    assert res["msg"].startswith(f"nginx.service on lb1 did not answer {unit['service'].url} with a body matching "
+    assert res["msg"].startswith(f"nginx.service on lb1 did not answer {unit['service'].url('/stub_status')} with a body matching "
                                  "Active connections after 4 probes (")
     assert "Address already in use" in res["msg"]
 
 
 def test_a_body_that_does_not_match_is_not_ready(unit, capsys):
     unit["service"].body = "welcome to nginx"
-    rc, res = run({"url": unit["service"].url, "body": "Active connections"}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status"), "body": "Active connections"}, capsys)
     assert rc == 1 and "answered without a body matching Active connections" in res["msg"]
 
 
@@ -135,6 +115,6 @@ def test_an_unknown_unit_is_named(unit, capsys):
 
 
 def test_check_mode_says_what_would_start_and_starts_nothing(unit, capsys):
-    rc, res = run({"url": unit["service"].url, "_ansible_check_mode": True}, capsys)
+    rc, res = run({"url": unit["service"].url("/stub_status"), "_ansible_check_mode": True}, capsys)
     assert rc == 0 and res["changed"] and res["started"] and res["probes"] == 0
     assert not [c for c in unit["calls"] if c.split()[1] in ("enable", "start", "daemon-reload")]

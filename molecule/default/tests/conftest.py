@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,3 +385,18 @@ def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
 def assert_no_failed_request(load: loadgen.Result) -> None:
     assert load.requests > 100, load.summary()
     assert load.failures == [], load.summary()
+
+
+def served_by(infra, backends: set[str], timeout: float = 60) -> set[str]:
+    """Send marked requests through the load balancer until every backend in `backends`
+    served one (nginx re-admits a failed backend after its fail_timeout); what served."""
+    marker = f"served-by-{uuid.uuid4().hex}"
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not backends <= seen and time.monotonic() < deadline:
+        for _ in range(20):
+            get(client_url(), headers={"User-Agent": marker})
+        log = "".join(infra(lb).check_output(f"grep -F {marker} /var/log/nginx/access.log || true") for lb in hosts("lb"))
+        seen |= {json.loads(line)["upstream_addr"].split(", ")[-1] for line in log.splitlines() if line}
+        time.sleep(1)
+    return seen

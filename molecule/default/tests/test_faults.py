@@ -13,17 +13,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, hostvars, journal, lb_message,
-                      playbook, port, recap)
+                      playbook, port, recap, served_by)
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import loadgen  # noqa: E402
 
 LB = hosts("lb")[0]
-LBS = hosts("lb")
 MONITORING = hosts("monitoring")
 WORKERS = 4
 # A whole app host stopped under load: at most one failed request per client connection,
@@ -49,21 +47,6 @@ def wait_until(check, timeout: float, message) -> None:
     while not check():
         assert time.monotonic() < deadline, message() if callable(message) else message
         time.sleep(0.5)
-
-
-def served_by(infra, backends: set[str], timeout: float = 60) -> set[str]:
-    """Send marked requests through the load balancer until every backend in `backends`
-    served one (nginx re-admits a failed backend after its fail_timeout); what served."""
-    marker = f"rejoin-{uuid.uuid4().hex}"
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    while not backends <= seen and time.monotonic() < deadline:
-        for _ in range(20):
-            get(client_url(), headers={"User-Agent": marker})
-        log = "".join(infra(lb).check_output(f"grep -F {marker} /var/log/nginx/access.log || true") for lb in LBS)
-        seen |= {json.loads(line)["upstream_addr"].split(", ")[-1] for line in log.splitlines() if line}
-        time.sleep(1)
-    return seen
 
 
 @pytest.mark.disruptive(10)

@@ -10,34 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-import uuid
 
 import pytest
-from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, instance_release, journal, playbook,
-                      recap, release)
-
-sys.path.insert(0, str(PROJECT / "bench"))
-import loadgen  # noqa: E402
+from conftest import (PROJECT, address, app_ports, client_url, get_from, hosts, instance_release, journal, playbook,
+                      loadgen, recap, release, served_by)
 
 LBS = hosts("lb")
 FROM, TO = "bookworm", "trixie"
 PYTHONS = {"bookworm": "3.11", "trixie": "3.13"}
-
-
-def served_by(infra, backends: set[str], timeout: float = 60) -> set[str]:
-    """Marked requests through the load balancers until every backend of `backends` served one; what served."""
-    marker = f"upgrade-{uuid.uuid4().hex}"
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    while not backends <= seen and time.monotonic() < deadline:
-        for _ in range(20):
-            get(client_url(), headers={"User-Agent": marker})
-        log = "".join(infra(lb).check_output(f"grep -F {marker} /var/log/nginx/access.log || true") for lb in LBS)
-        seen |= {json.loads(line)["upstream_addr"].split(", ")[-1] for line in log.splitlines() if line}
-        time.sleep(1)
-    return seen
 
 
 @pytest.mark.disruptive(100)

@@ -86,6 +86,7 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_files import point_link
 from ansible.module_utils.webapp_probe import journal, observe, stale_message, systemctl, wait
 
 
@@ -123,19 +124,6 @@ class Failed(Exception):
         self.msg, self.result = msg, result
 
 
-def point(link: str, target: str, check_mode: bool) -> bool:
-    """Point a symbolic link at target atomically (a new link renamed over it); whether it changed."""
-    if os.path.islink(link) and os.readlink(link) == target:
-        return False
-    if not check_mode:
-        tmp = f"{link}.new-{os.getpid()}"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
-    return True
-
-
 def settle(module: AnsibleModule, p: dict) -> dict:
     """Restart each stale instance, one at a time, health-gated; then check every one. Raises Failed."""
     found = observe(p)
@@ -162,7 +150,7 @@ def converge(module: AnsibleModule, p: dict) -> None:
     back to the fallback release and fail."""
     disabled, extra = units(p)
     target_dir = os.path.join(p["releases_dir"], p["release"]) if p["link"] else ""
-    switched = point(p["link"], target_dir, module.check_mode) if p["link"] else False
+    switched = point_link(p["link"], target_dir, module.check_mode) if p["link"] else False
     try:
         result = settle(module, p)
     except Failed as failure:
@@ -176,7 +164,7 @@ def converge(module: AnsibleModule, p: dict) -> None:
                  False, failure.result)
         with open(os.path.join(target_dir, p["failed_marker"]), "w", encoding="utf-8") as marker:
             marker.write(f"health check failed after the switch from {p['fallback']}\n")
-        point(p["link"], os.path.join(p["releases_dir"], p["fallback"]), False)
+        point_link(p["link"], os.path.join(p["releases_dir"], p["fallback"]))
         try:
             settle(module, {**p, "release": p["fallback"]})
         except Failed as again:

@@ -37,6 +37,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_files import replace_file
 
 
 def _read(path: str) -> dict:
@@ -62,9 +63,7 @@ def _write_new(path: str, owner: dict) -> None:
 
 
 def _replace(path: str, owner: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    _dump(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), owner)
-    os.replace(tmp, path)
+    replace_file(path, json.dumps({**owner, "taken": round(time.time(), 3)}) + "\n", 0o600, os.getuid(), os.getgid())
 
 
 def attempt(path: str, state: str, owner: dict, take_over: str, remove: tuple[str, ...] = ()) -> tuple[bool, bool, dict]:

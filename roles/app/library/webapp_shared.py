@@ -41,6 +41,7 @@ import pwd
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_files import point_link, replace_file
 
 
 def inside(base: str, relative: str) -> str:
@@ -99,16 +100,7 @@ def file(path: str, content: str, gid: int, check: bool, made: list[str]) -> Non
     made.append(path)
     if check:
         return
-    tmp = f"{path}.new-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chown(tmp, 0, gid)
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    replace_file(path, data, 0o640, 0, gid)
 
 
 def link(path: str, target: str, check: bool) -> bool:
@@ -119,12 +111,7 @@ def link(path: str, target: str, check: bool) -> bool:
         return True
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
-    tmp = f"{path}.link-{os.getpid()}"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, path)
-    return True
+    return point_link(path, target)
 
 
 def converge(p: dict, check: bool) -> dict:

@@ -26,9 +26,9 @@ removed: {description: Paths removed (or that would be, in check mode)., type: l
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.stack_files import replace_file
 
 
 def _content(path: str) -> str | None:
@@ -37,19 +37,6 @@ def _content(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
-
-
-def _write(path: str, content: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".webapp-state-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.chown(tmp, 0, 0)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main() -> None:
@@ -70,7 +57,7 @@ def main() -> None:
         if old is None or (item["replace"] and old != item["content"]):
             written.append(item["path"])
             if not module.check_mode:
-                _write(item["path"], item["content"])
+                replace_file(item["path"], item["content"], 0o644)
     for path in module.params["absent"]:
         if os.path.lexists(path):
             removed.append(path)

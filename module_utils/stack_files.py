@@ -1,0 +1,46 @@
+"""Files and links replaced atomically, the one way the project's modules change them on a host
+(systemd_dropin, webapp_state, webapp_lock, webapp_shared, webapp_instances): the new content is
+written beside the old under a temporary name, given its owner and mode, then renamed over it,
+so a reader (systemd, a rerun, an instance starting) sees the old file or the new, never half of
+one, and a run killed in the middle leaves the old in place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def replace_file(path: str, data: bytes | str, mode: int, uid: int = 0, gid: int = 0) -> None:
+    """Make `path` hold `data` (str is written as UTF-8), owned uid:gid with `mode`, in one rename."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def point_link(path: str, target: str, check_mode: bool = False) -> bool:
+    """Make `path` a symbolic link to `target` in one rename (a new link renamed over the old);
+    whether it changed. In check mode nothing is touched."""
+    if os.path.islink(path) and os.readlink(path) == target:
+        return False
+    if check_mode:
+        return True
+    tmp = f"{path}.link-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return True

@@ -1,0 +1,55 @@
+"""module_utils/stack_files.py: the one way the modules replace a file or a link on a host."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ansible.module_utils import stack_files
+
+
+def test_a_file_is_written_with_its_mode_and_owner(tmp_path):
+    path = tmp_path / "secrets.env"
+    stack_files.replace_file(str(path), "A=1\n", 0o640, os.getuid(), os.getgid())
+    assert path.read_text() == "A=1\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    assert (path.stat().st_uid, path.stat().st_gid) == (os.getuid(), os.getgid())
+
+
+def test_a_file_is_replaced_by_a_rename_leaving_nothing_beside_it(tmp_path):
+    path = tmp_path / "release.json"
+    stack_files.replace_file(str(path), b"old", 0o644, os.getuid(), os.getgid())
+    inode = path.stat().st_ino
+    stack_files.replace_file(str(path), b"new", 0o644, os.getuid(), os.getgid())
+    assert path.read_bytes() == b"new" and path.stat().st_ino != inode
+    assert [p.name for p in tmp_path.iterdir()] == ["release.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path, monkeypatch):
+    path = tmp_path / "release.json"
+    path.write_text("old")
+
+    def refuse(*args):
+        raise PermissionError("chown refused")
+
+    monkeypatch.setattr(stack_files.os, "chown", refuse)
+    with pytest.raises(PermissionError):
+        stack_files.replace_file(str(path), "new", 0o644)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["release.json"]
+
+
+def test_the_link_is_swapped_atomically(tmp_path):
+    link = tmp_path / "current"
+    assert stack_files.point_link(str(link), "/a")
+    assert not stack_files.point_link(str(link), "/a")
+    assert stack_files.point_link(str(link), "/b") and os.readlink(link) == "/b"
+    assert [p.name for p in tmp_path.iterdir()] == ["current"]
+
+
+def test_check_mode_says_a_link_would_change_and_touches_nothing(tmp_path):
+    link = tmp_path / "current"
+    os.symlink("/a", link)
+    assert stack_files.point_link(str(link), "/b", check_mode=True)
+    assert os.readlink(link) == "/a"
+    assert not stack_files.point_link(str(link), "/a", check_mode=True)
