@@ -2,8 +2,10 @@
 """Time releases, rollbacks and no-change runs on the lab, idle and under load; print one table.
 
 Each operation is what an operator runs: `playbooks/deploy.yml -e webapp_build_force=true`
-(build with the app's tests, install, rolling switch), `playbooks/rollback.yml`, and a
-no-change `site.yml` (which must report changed=0 on every host). Each runs --rounds times
+(build with the app's tests, install, rolling switch), `playbooks/rollback.yml`, the deploy of
+an artifact built before (`deploy.yml -e webapp_artifact=...`, what CI/CD promotes; its build,
+by `playbooks/build.yml`, is not timed) and a no-change `site.yml` (which must report changed=0
+on every host). Each runs --rounds times
 on an idle lab, then as often under a steady load through the load balancer from Debian's
 `wrk` (one thread, paced by bench/pace.lua, so it leaves the cores to the deploy; its own CPU
 time is reported). Wall times are medians, and each is also given as a ratio to one
@@ -55,7 +57,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PACE = Path(__file__).resolve().parent / "pace.lua"
 # The operations an operator runs, as the table names them.
-OPS = {"deploy": "deploy a new release", "rollback": "rollback", "no_change": "no-change site.yml"}
+OPS = {"deploy": "deploy a new release", "rollback": "rollback",
+       "deploy_artifact": "deploy of a built artifact", "no_change": "no-change site.yml"}
+# The artifact playbooks/build.yml shows ("Release <id> (...), <path>").
+ARTIFACT = re.compile(r"(/\S+/webapp-[0-9]{8}T[0-9]{6}Z-\w+\.tar\.gz)")
 # Actions that run on the controller, not on the host (a floor task replaces them with debug).
 LOCAL_ACTIONS = {f"{prefix}{name}" for prefix in ("", "ansible.builtin.") for name in (
     "set_fact", "assert", "debug", "fail", "meta", "include_role", "include_tasks", "import_role", "import_tasks",
@@ -140,6 +145,16 @@ class Bench:
 
     def rollback(self) -> tuple[float, str]:
         return self.run("ansible-playbook", "playbooks/rollback.yml")
+
+    def deploy_artifact(self) -> tuple[float, str]:
+        """What a promotion costs (CI/CD deploys an artifact built before): a new release built
+        untimed with playbooks/build.yml, then deploy.yml -e webapp_artifact=<it> timed alone."""
+        _, out = self.run("ansible-playbook", "playbooks/build.yml", "-e", "webapp_build_force=true")
+        found = ARTIFACT.findall(out)
+        if not found:
+            raise SystemExit("bench: playbooks/build.yml showed no artifact:\n" + out[-3000:])
+        more = [arg for var in self.opts.deploy_var for arg in ("-e", var)]
+        return self.run("ansible-playbook", "playbooks/deploy.yml", "-e", f"webapp_artifact={found[-1]}", *more)
 
     def floor_rollback(self) -> tuple[float, str]:
         unit = yaml.safe_load((ROOT / "roles" / "app" / "vars" / "main.yml").read_text())["_app_unit_name"]
@@ -368,7 +383,7 @@ def main() -> int:
         loaded = mode != "idle"
         done: dict[str, list[Run]] = {op: [] for op in OPS if op in opts.ops}
         for n in range(1, opts.rounds + 1):
-            for op in [op for op in ("deploy", "rollback") if op in done]:
+            for op in [op for op in ("deploy", "rollback", "deploy_artifact") if op in done]:
                 done[op].append(measure(bench, url, loaded, op))
                 print(f"bench: {mode} round {n}: {op} {done[op][-1].wall:.1f} s", file=sys.stderr)
         for n in range(1, opts.rounds + 1 if "no_change" in done else 1):
