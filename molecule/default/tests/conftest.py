@@ -57,7 +57,7 @@ _ROLE_VARS = (
     "loki_gateway_push_username", "grafana_tls_certificate", "app_watchdog_sec",
     "fluent_bit_http_port", "alertmanager_port", "alertmanager_smtp_smarthost", "local_mail_mailboxes",
     "blackbox_exporter_port", "blackbox_exporter_listen_address", "blackbox_exporter_app_module",
-    "prometheus_alert_instance_down_for", "nginx_maintenance_message",
+    "prometheus_alert_instance_down_for", "nginx_maintenance_message", "app_pythons",
 )
 _VARS = (
     "{{ {'groups': group_names, 'internal_address': internal_address, 'ansible_host': ansible_host,"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (INVENTORY, PROJECT, address, app_instances, assert_no_failed_request, assert_ok, client_url, deploy_markers,
-                      get, get_from, hosts, playbook, recap, under_load)
+                      get, get_from, hosts, hostvars, playbook, recap, under_load)
 from conftest import testinfra_host as on_host
 
 # A failing release is given up on after this many seconds (default 30).
@@ -32,7 +32,10 @@ BASE = "/opt/webapp"
 
 
 def build(*extra: str, project: Path = PROJECT, out: Path | None = None) -> dict[str, str]:
-    cmd = [sys.executable, str(PROJECT / "scripts" / "build_release.py"), "--project", str(project), *extra]
+    """A release as playbooks/build.yml makes one: for every Python the lab's app hosts run (app_pythons)."""
+    pythons = hostvars(hosts("app")[0])["app_pythons"]
+    cmd = [sys.executable, str(PROJECT / "scripts" / "build_release.py"), "--project", str(project), *extra,
+           *(["--python", ",".join(pythons)] if pythons else [])]
     if out is not None:
         cmd += ["--out", str(out)]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
