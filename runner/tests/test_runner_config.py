@@ -18,14 +18,14 @@ def release_file(tmp_path: Path, data: object) -> str:
 def test_defaults() -> None:
     c = Config.from_env({})
     assert (c.wsgi, c.bind, c.port, c.threads, c.release, c.version) == ("", "127.0.0.1", 8000, 4, "unknown", "unknown")
-    assert (c.health_path, c.health_statuses) == ("/health", frozenset({200}))
+    assert (c.health_path, c.health_statuses, c.start_seconds) == ("/health", frozenset({200}), 60)
 
 
 def test_environment_overrides() -> None:
     c = Config.from_env({"STACK_WSGI": " pkg.mod:app ", "STACK_BIND": "0.0.0.0", "STACK_PORT": "8123",
                          "STACK_THREADS": "8", "STACK_HEALTH_PATH": "/-/ready?full=1",
-                         "STACK_HEALTH_STATUSES": "200, 204 301"})
-    assert (c.wsgi, c.bind, c.port, c.threads) == ("pkg.mod:app", "0.0.0.0", 8123, 8)
+                         "STACK_HEALTH_STATUSES": "200, 204 301", "STACK_START_SECONDS": "300"})
+    assert (c.wsgi, c.bind, c.port, c.threads, c.start_seconds) == ("pkg.mod:app", "0.0.0.0", 8123, 8, 300)
     assert (c.health_path, c.health_statuses) == ("/-/ready?full=1", frozenset({200, 204, 301}))
 
 
@@ -85,6 +85,8 @@ def test_release_id_overrides_file(tmp_path: Path) -> None:
     ({"STACK_HEALTH_STATUSES": "99"}, "STACK_HEALTH_STATUSES"),
     ({"STACK_HEALTH_STATUSES": "200 600"}, "STACK_HEALTH_STATUSES"),
     ({"STACK_HEALTH_STATUSES": "-200"}, "STACK_HEALTH_STATUSES"),
+    ({"STACK_START_SECONDS": "0"}, "STACK_START_SECONDS"),
+    ({"STACK_START_SECONDS": "a minute"}, "STACK_START_SECONDS"),
 ])
 def test_invalid_values_name_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -109,6 +109,25 @@ def test_fed_while_the_instance_answers_and_starved_while_it_hangs(server: int, 
     assert set(Health.paths) == {"/health"}
 
 
+def test_the_first_healthy_answer_puts_systemds_period_back_then_pings(server: int, notify_socket) -> None:
+    path, sock = notify_socket
+    fed = dog(server, path)
+    fed.start()
+    try:
+        got = received(sock, 0.4)
+    finally:
+        fed.stop()
+    assert got[:2] == [b"WATCHDOG_USEC=600000", b"WATCHDOG=1"], got
+    assert set(got[2:]) == {b"WATCHDOG=1"}, got
+
+
+def test_allow_start_stretches_the_timeout_while_the_app_loads(notify_socket) -> None:
+    path, sock = notify_socket
+    assert watchdog.allow_start(60, lambda m: watchdog.notify(m, {"NOTIFY_SOCKET": path}))
+    assert sock.recv(100) == b"WATCHDOG_USEC=60000000"
+    assert not watchdog.allow_start(60, lambda m: watchdog.notify(m, {}))
+
+
 def test_a_closed_port_starves_the_watchdog(notify_socket) -> None:
     path, sock = notify_socket
     with socket.socket() as s:

@@ -291,8 +291,11 @@ def test_a_release_that_fails_its_users_goes_back_after_its_canary(settings, fai
     assert errors and {s.status for s in errors} == {500}, load.summary()
     span = max(s.start for s in errors) - min(s.start for s in errors)
     assert span <= CANARY["app_canary_seconds"] + 15 + 15, f"500s over {span:.1f} s"
-    # ... and only from the first batch's instances.
-    by_host = wait_for_series(f'flask_http_request_total{{job="app",status="500",release="{failed}"}}', 1)
+    # ... and only from the first batch's instances. Over a range: once those instances serve the
+    # release before again, the failed release's series leave their scrapes and an instant query
+    # finds them stale; the samples scraped during the window stay.
+    by_host = wait_for_series(
+        f'last_over_time(flask_http_request_total{{job="app",status="500",release="{failed}"}}[15m])', 1)
     assert {r["metric"]["host"] for r in by_host} == {first}, by_host
     marker = [m for m in deploy_markers() if m.get("release") == failed]
     assert marker and marker[-1]["result"] == "failed", marker

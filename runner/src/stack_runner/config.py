@@ -102,6 +102,8 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     health_path: str = "/health"
     health_statuses: frozenset[int] = frozenset({200})
+    # Seconds from the start to the first healthy answer before the watchdog's period applies.
+    start_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -121,4 +123,5 @@ class Config:
             trusted_proxies=_networks(env, "STACK_TRUSTED_PROXIES"),
             health_path=_health_path(env, "STACK_HEALTH_PATH", cls.health_path),
             health_statuses=_statuses(env, "STACK_HEALTH_STATUSES", "200"),
+            start_seconds=_int(env, "STACK_START_SECONDS", cls.start_seconds, 1, 3600),
         )

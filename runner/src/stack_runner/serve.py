@@ -86,6 +86,9 @@ def main() -> None:
     log = logging.getLogger("webapp")
     config, sock = _configuration(log)
     every = watchdog.period()
+    if every:
+        # Loading the app may take longer than the watchdog's period (watchdog.allow_start).
+        watchdog.allow_start(max(config.start_seconds, every))
     for name in SYSTEMD_VARIABLES:
         os.environ.pop(name, None)
     os.environ[RELEASE_VARIABLE] = config.release  # the app may read it

@@ -6,6 +6,12 @@ its own socket every PROBE_FRACTION of that time and, each time the answer's sta
 STACK_HEALTH_STATUSES, sends `WATCHDOG=1` to $NOTIFY_SOCKET. A process frozen (SIGSTOP), or one
 whose every worker thread hangs, sends nothing: systemd kills it once WatchdogSec passes
 without a ping and starts it again.
+
+systemd counts WatchdogSec from the process's start (the unit is Type=simple), and loading an
+app (its imports, its factory, its database) can take longer than that on a busy host. So the
+runner first stretches the timeout to STACK_START_SECONDS (`WATCHDOG_USEC=`, systemd 236 and
+later), and the first healthy answer puts systemd's own period back: an instance has that long to
+load and answer once, then WatchdogSec between answers.
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+def allow_start(seconds: float, send: Callable[[str], bool] = notify) -> bool:
+    """Stretch systemd's watchdog timeout to `seconds` while the app loads; False without systemd."""
+    return send(f"WATCHDOG_USEC={round(seconds * 1_000_000)}")
+
+
 def status_of(host: str, port: int, path: str, timeout: float) -> int:
     """The status GET `path` on host:port answers within `timeout` seconds (each step), or NO_ANSWER."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -83,15 +94,20 @@ class Watchdog(threading.Thread):
         super().__init__(name="stack-runner-watchdog", daemon=True)
         self.host, self.port, self.path, self.statuses = host, port, path, frozenset(statuses)
         self.every = seconds * PROBE_FRACTION
+        self.usec = round(seconds * 1_000_000)
         self._send, self._probe = send, probe
         self._stopped = threading.Event()
 
     def run(self) -> None:
         log = logging.getLogger("webapp.watchdog")
         missed = 0
+        started = False
         while not self._stopped.is_set():
             status = self._probe(self.host, self.port, self.path, self.every)
             if status in self.statuses:
+                if not started:  # the first healthy answer: systemd's own period again (allow_start)
+                    self._send(f"WATCHDOG_USEC={self.usec}")
+                    started = True
                 self._send("WATCHDOG=1")
                 missed = 0
             else:
