@@ -150,10 +150,13 @@ def test_frozen_instance_is_replaced_by_the_watchdog_and_no_request_fails(infra)
     restarts = int(host.check_output(f"systemctl show --property NRestarts --value {unit}"))
     with load() as running:
         time.sleep(2)
-        host.check_output(f"kill -STOP {pid}")
-        frozen_at = time.monotonic()
+        # The host's monotonic clock at the freeze, and below the new process's start on the same
+        # clock (systemd's ExecMainStartTimestampMonotonic): what systemd did, not this test's SSH
+        # round trips, which a loaded controller stretches.
+        frozen_at = float(host.check_output(f"kill -STOP {pid} && python3 -c 'import time; print(time.monotonic())'"))
         wait_until(lambda: main_pid(host, unit) not in ("0", pid), watchdog + 10, lambda: journal(host, unit))
-        replaced_after = time.monotonic() - frozen_at
+        started = int(host.check_output(f"systemctl show --property ExecMainStartTimestampMonotonic --value {unit}"))
+        replaced_after = started / 1e6 - frozen_at
         wait_until(lambda: get_from(LB, f"http://{address(name)}:{instance}/health").status == 200,
                    30, lambda: journal(host, unit))
         time.sleep(3)
@@ -162,8 +165,9 @@ def test_frozen_instance_is_replaced_by_the_watchdog_and_no_request_fails(infra)
     assert "watchdog timeout" in journal(host, unit, 60).lower(), journal(host, unit, 60)
     assert int(host.check_output(f"systemctl show --property NRestarts --value {unit}")) == restarts + 1
     # Killed at most `watchdog` s after its last answered probe, started again RestartSec (1 s)
-    # later, seen by this test's polling over SSH (every 0.5 s, a round trip each) within 2 s more.
-    assert replaced_after <= watchdog + 3, f"replaced after {replaced_after:.1f} s, watchdog {watchdog} s"
+    # later: by the host's clock, at most watchdog + 1 s after the freeze, with 2 s of slack for
+    # a loaded host's systemd.
+    assert 0 < replaced_after <= watchdog + 3, f"replaced after {replaced_after:.1f} s, watchdog {watchdog} s"
     assert result.requests > 100 and result.failures == [], result.summary()
 
 
