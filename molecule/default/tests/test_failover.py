@@ -28,6 +28,8 @@ import failover  # noqa: E402
 import loadgen  # noqa: E402
 
 LBS = hosts("lb")
+# VRRP in nft's JSON: IP protocol 112 as nft 1.0 (Debian 12) prints it, "vrrp" as 1.1 (Debian 13) does.
+VRRP = (112, "vrrp")
 VIP = floating_address()
 pytestmark = pytest.mark.skipif(len(LBS) < 2 or not VIP, reason="the lab inventory gives no pair of load balancers a floating address")
 WORKERS = 4
@@ -132,7 +134,7 @@ def test_firewall_admits_vrrp_from_the_load_balancers_only(name):
     for item in ruleset["nftables"]:
         exprs = item.get("rule", {}).get("expr", [])
         if any(e.get("match", {}).get("left", {}).get("meta", {}).get("key") == "l4proto"
-               and e["match"].get("right") == 112 for e in exprs):
+               and e["match"].get("right") in VRRP for e in exprs):
             for e in exprs:
                 right = e.get("match", {}).get("right")
                 if isinstance(right, dict) and "set" in right:
