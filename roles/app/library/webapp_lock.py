@@ -51,19 +51,20 @@ def _read(path: str) -> dict:
     return data if isinstance(data, dict) else {"run_id": "<unreadable>"}
 
 
-def _dump(fd: int, owner: dict) -> None:
-    os.fchmod(fd, 0o600)  # whatever the umask: the record names who runs what
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({**owner, "taken": round(time.time(), 3)}, handle)
-        handle.write("\n")
+def _record(owner: dict) -> str:
+    """The lock file's content: who holds it, and since when."""
+    return json.dumps({**owner, "taken": round(time.time(), 3)}) + "\n"
 
 
 def _write_new(path: str, owner: dict) -> None:
-    _dump(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), owner)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # whatever the umask: the record names who runs what
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(_record(owner))
 
 
 def _replace(path: str, owner: dict) -> None:
-    replace_file(path, json.dumps({**owner, "taken": round(time.time(), 3)}) + "\n", 0o600, os.getuid(), os.getgid())
+    replace_file(path, _record(owner), 0o600, os.getuid(), os.getgid())
 
 
 def attempt(path: str, state: str, owner: dict, take_over: str, remove: tuple[str, ...] = ()) -> tuple[bool, bool, dict]:
