@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (PROJECT, address, app_instances, app_ports, assert_no_failed_request, assert_ok, client_url,
-                      deploy_markers, get, get_from, hosts, loki_query_auth, loki_url, playbook, port, under_load)
+                      deploy_markers, get, get_from, hosts, instance_release, loki_query_auth, loki_url, playbook, port,
+                      under_load)
 from conftest import testinfra_host as on_host
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "apps"
@@ -60,11 +61,7 @@ def settings(tmp_path_factory):
 
 def releases() -> dict[str, str]:
     """The release each instance serves, from the runner's X-Release header of its health path."""
-    found = {}
-    for host, p in app_instances():
-        answer = get_from(hosts("lb")[0], f"http://{address(host)}:{p}/health")
-        found[f"{host}:{p}"] = answer.headers.get("X-Release", "") if answer.status == 200 else f"<{answer.status}>"
-    return found
+    return {f"{host}:{p}": instance_release(host, p) for host, p in app_instances()}
 
 
 def serves(release: str) -> None:
