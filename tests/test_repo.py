@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ import yaml
 
 from tests.conftest import BIN, ENV, ROLES, ROOT, inventory, role_defaults
 from tests.conftest import load_yaml as load
+
+sys.path.insert(0, str(ROOT / "lab"))
+import hosts as lab_hosts  # noqa: E402
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
@@ -43,9 +47,10 @@ def test_role_constants_are_private(role):
         assert all(k.startswith(f"_{role.name}_") for k in load(path)), "vars/main.yml names must start with _<role>_"
 
 
-# The Debian releases every role supports and the lab tests (docs/platforms.md): each role's meta/main.yml
-# names them, and a role's per-release settings are one dict keyed by them in its vars/main.yml.
-RELEASES = ["bookworm", "trixie"]
+# The Debian releases every role supports and the lab tests (docs/platforms.md), from the one list the
+# lab makes its hosts from (lab/hosts.py): each role's meta/main.yml names them, and a role's
+# per-release settings are one dict keyed by them in its vars/main.yml.
+RELEASES = sorted(lab_hosts.SUITES)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
