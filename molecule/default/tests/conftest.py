@@ -365,10 +365,24 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)
 
 
-# Deploys under load (the releases and apps scenarios): a bounded load through the load
-# balancers while a playbook runs, and what no request may do.
+# The lab tests' steady load through the load balancer (its floating address, when it has
+# one): LOAD_WORKERS kept-alive connections, each starting a request every LOAD_INTERVAL
+# seconds at most (about 360 requests/s on an idle lab, a request every 3 ms). Paced, not back
+# to back: unpaced, the load took both of the machine's cores from the playbook it was there to
+# watch (a rollback 19 s instead of 12 s idle, far longer with three labs side by side).
+LOAD_WORKERS = 4
+LOAD_INTERVAL = 0.01
+
+
+def steady_load(max_seconds: float = 900, max_requests: int = 2_000_000) -> loadgen.Load:
+    return loadgen.Load(client_url(), workers=LOAD_WORKERS, interval=LOAD_INTERVAL,
+                        max_seconds=max_seconds, max_requests=max_requests)
+
+
+# Deploys under load (the releases and apps scenarios): the steady load while a playbook
+# runs, and what no request may do.
 def under_load(*args: str) -> tuple[subprocess.CompletedProcess[str], loadgen.Result]:
-    load = loadgen.Load(client_url(), workers=2, max_seconds=900, max_requests=2_000_000).start()
+    load = steady_load().start()
     time.sleep(1)
     try:
         proc = playbook(*args)

@@ -11,31 +11,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import (PROJECT, address, app_ports, client_url, get, get_from, hosts, hostvars, journal, lb_message,
-                      playbook, port, recap, served_by)
-
-sys.path.insert(0, str(PROJECT / "bench"))
-import loadgen  # noqa: E402
+from conftest import (LOAD_WORKERS, PROJECT, address, app_ports, client_url, get, get_from, hosts, hostvars, journal,
+                      lb_message, loadgen, playbook, port, recap, served_by, steady_load)
 
 LB = hosts("lb")[0]
 MONITORING = hosts("monitoring")
-WORKERS = 4
 # A whole app host stopped under load: at most one failed request per client connection,
 # the request in flight when the host went away, and only within HOST_STOP_SETTLE seconds
 # of the stop. Nginx retries a failed backend on the next one (proxy_next_upstream, 1 s
 # connect timeout) and takes it out of rotation for 5 s, so in practice none fail.
-HOST_STOP_MAX_FAILED = WORKERS
+HOST_STOP_MAX_FAILED = LOAD_WORKERS
 HOST_STOP_SETTLE = 10.0
 
 
 def load() -> loadgen.Load:
-    """Steady load through the load balancer (its floating address, when it has one): WORKERS connections,
-    about 100 requests/s each at most."""
-    return loadgen.Load(client_url(), workers=WORKERS, interval=0.01, max_seconds=600, max_requests=500_000)
+    return steady_load(max_seconds=600, max_requests=500_000)
 
 
 def main_pid(host, unit: str) -> str:

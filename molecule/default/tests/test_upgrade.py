@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import (PROJECT, address, app_ports, client_url, get_from, hosts, instance_release, journal, playbook,
-                      loadgen, recap, release, served_by)
+from conftest import (PROJECT, address, app_ports, get_from, hosts, instance_release, journal, playbook, recap,
+                      release, served_by, steady_load)
 
 LBS = hosts("lb")
 FROM, TO = "bookworm", "trixie"
@@ -33,7 +33,7 @@ def test_an_app_host_rebuilt_on_debian_13_under_load_rejoins_with_the_current_re
     current = current.pop()
     backends = {f"{address(victim)}:{p}" for p in app_ports(victim)}
 
-    load = loadgen.Load(client_url(), workers=4, interval=0.01, max_seconds=1500, max_requests=2_000_000).start()
+    load = steady_load(max_seconds=1500).start()
     try:
         time.sleep(3)
         rebuilt = subprocess.run([str(PROJECT / "lab" / "lab"), "rebuild", victim, TO], env=os.environ,
