@@ -430,3 +430,12 @@ def test_a_port_out_of_range_fails_the_role_preflight_naming_it(tmp_path, role, 
     assert proc.returncode != 0, out[-3000:]
     value = variables[name]
     assert f"{name} must be a port within 1-65535, is {value}" in " ".join(out.split()), out[-3000:]
+
+
+def test_the_molecule_verifiers_options_are_strings_or_flags():
+    """Molecule hands each verifier option's value to shlex: a number (`durations: 25`) crashed
+    every scenario's verify ("expected string or bytes-like object, got 'int'")."""
+    for path in [ROOT / ".config" / "molecule" / "config.yml", *sorted((ROOT / "molecule").glob("*/molecule.yml"))]:
+        options = ((yaml.safe_load(path.read_text()) or {}).get("verifier") or {}).get("options") or {}
+        wrong = {k: v for k, v in options.items() if not isinstance(v, (str, bool))}
+        assert not wrong, f"{path.relative_to(ROOT)}: quote these values: {wrong}"
