@@ -367,11 +367,12 @@ def pytest_collection_modifyitems(items):
 
 # The lab tests' steady load through the load balancer (its floating address, when it has
 # one): LOAD_WORKERS kept-alive connections, each starting a request every LOAD_INTERVAL
-# seconds at most (about 360 requests/s on an idle lab, a request every 3 ms). Paced, not back
+# seconds at most (about 190 requests/s on an idle lab, a request every 5 ms). Paced, not back
 # to back: unpaced, the load took both of the machine's cores from the playbook it was there to
-# watch (a rollback 19 s instead of 12 s idle, far longer with three labs side by side).
+# watch (on an idle lab a rollback took 19 s under it, 12 s under 4 x 10 ms, 8-10 s under this);
+# three labs side by side had it take most of the machine (docs/testing.md).
 LOAD_WORKERS = 4
-LOAD_INTERVAL = 0.01
+LOAD_INTERVAL = 0.02
 
 
 def steady_load(max_seconds: float = 900, max_requests: int = 2_000_000) -> loadgen.Load:
