@@ -20,11 +20,13 @@ class Health(http.server.BaseHTTPRequestHandler):
 
     frozen = threading.Event()
     status = 200
+    delay = 0.0  # seconds each answer takes
     paths: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802
         while self.frozen.is_set():
             time.sleep(0.01)
+        time.sleep(Health.delay)
         Health.paths.append(self.path)
         self.send_response(Health.status)
         self.send_header("Content-Length", "0")
@@ -37,7 +39,7 @@ class Health(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[int]:
     Health.frozen.clear()
-    Health.status, Health.paths = 200, []
+    Health.status, Health.paths, Health.delay = 200, [], 0.0
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -107,6 +109,20 @@ def test_fed_while_the_instance_answers_and_starved_while_it_hangs(server: int, 
     finally:
         fed.stop()
     assert set(Health.paths) == {"/health"}
+
+
+def test_a_slow_answer_within_half_the_period_still_feeds_it(server: int, notify_socket) -> None:
+    """A starved host answers late, not never: an answer after 0.2 s (a third of the 0.6 s period,
+    twice the time between probes) is still an answer, and systemd is still pinged."""
+    path, sock = notify_socket
+    Health.delay = 0.2
+    fed = dog(server, path)
+    fed.start()
+    try:
+        got = received(sock, 1.2)
+    finally:
+        fed.stop()
+    assert got.count(b"WATCHDOG=1") >= 3, got
 
 
 def test_the_first_healthy_answer_puts_systemds_period_back_then_pings(server: int, notify_socket) -> None:

@@ -2,7 +2,8 @@
 
 When systemd starts the instance with `WatchdogSec=`, it sets WATCHDOG_USEC (and
 WATCHDOG_PID). A thread of the instance then GETs its own health path (STACK_HEALTH_PATH) on
-its own socket every PROBE_FRACTION of that time and, each time the answer's status is one of
+its own socket every PROBE_FRACTION of that time (each probe waiting up to PROBE_PATIENCE of it
+for the answer) and, each time the answer's status is one of
 STACK_HEALTH_STATUSES, sends `WATCHDOG=1` to $NOTIFY_SOCKET. A process frozen (SIGSTOP), or one
 whose every worker thread hangs, sends nothing: systemd kills it once WatchdogSec passes
 without a ping and starts it again.
@@ -27,6 +28,11 @@ from typing import Any
 
 # Probes per watchdog period: several chances to answer before systemd gives up.
 PROBE_FRACTION = 1 / 6
+# How long one probe waits for its answer, as a part of the period: an instance that answers
+# slowly (a host whose CPU is taken by others) still answers, and is still fed; one that answers
+# nothing within the period is not. A probe sent a fraction after a ping and answered within
+# half the period pings before systemd's deadline.
+PROBE_PATIENCE = 1 / 2
 # The probes carry this process's own secret token in this header: the runner counts and logs
 # them nowhere (a probe a second per instance would drown the access log), and no client can
 # pass its own requests off as one. The app still answers them.
@@ -94,6 +100,7 @@ class Watchdog(threading.Thread):
         super().__init__(name="stack-runner-watchdog", daemon=True)
         self.host, self.port, self.path, self.statuses = host, port, path, frozenset(statuses)
         self.every = seconds * PROBE_FRACTION
+        self.patience = seconds * PROBE_PATIENCE
         self.usec = round(seconds * 1_000_000)
         self._send, self._probe = send, probe
         self._stopped = threading.Event()
@@ -103,7 +110,7 @@ class Watchdog(threading.Thread):
         missed = 0
         started = False
         while not self._stopped.is_set():
-            status = self._probe(self.host, self.port, self.path, self.every)
+            status = self._probe(self.host, self.port, self.path, self.patience)
             if status in self.statuses:
                 if not started:  # the first healthy answer: systemd's own period again (allow_start)
                     self._send(f"WATCHDOG_USEC={self.usec}")
