@@ -87,21 +87,21 @@ class Run:
     load: Load | None
 
 
-def env(linear: bool = False) -> dict[str, str]:
-    """The environment of every timed command: the repository's ansible.cfg (Mitogen's linear
-    strategy), or with `linear` Ansible's own strategy, all else the same."""
+def env(mitogen: bool = False) -> dict[str, str]:
+    """The environment of every timed command: the repository's ansible.cfg (Ansible's own linear
+    strategy), or with `mitogen` Mitogen's (strategy_plugins/mitogen_linear.py), all else the same."""
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        **({"ANSIBLE_STRATEGY": "linear"} if linear else {}),
+        **({"ANSIBLE_STRATEGY": "mitogen_linear"} if mitogen else {}),
     }
 
 
 class Bench:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
-        self.env = env(opts.linear)
+        self.env = env(opts.mitogen)
         self.count = 0
         self.timed: Path | None = None  # where the next run records its tasks (the floor's source)
         self._floor: Path | None = None
@@ -346,8 +346,7 @@ def main() -> int:
     parser.add_argument("--idle-only", action="store_true", help="skip the runs under load")
     parser.add_argument("--deploy-var", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra variable of each deploy (repeatable), e.g. app_canary_seconds=20")
-    parser.add_argument("--linear", action="store_true",
-                        help="run Ansible's own linear strategy instead of ansible.cfg's mitogen_linear")
+    parser.add_argument("--mitogen", action="store_true", help="run Ansible with Mitogen's mitogen_linear strategy")
     parser.add_argument("--log", type=Path, help="keep each command's output in this folder")
     parser.add_argument("--profile", action="store_true", help="with --log, also each task's wall time (*.tasks.jsonl)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
@@ -367,7 +366,7 @@ def main() -> int:
     loadgen.check_target(url, loadgen.lab_networks())
     bench = Bench(opts)
     print(f"bench: lab {os.environ.get('LAB_NAME', 'lab')}, load balancer {url}"
-          f", strategy {'linear' if opts.linear else 'mitogen_linear'}", file=sys.stderr)
+          f", strategy {'mitogen_linear' if opts.mitogen else 'linear'}", file=sys.stderr)
     bench.run("ansible-playbook", "site.yml")  # converged, so the rounds start from the same state
     ping = statistics.median(bench.ping() for _ in range(opts.rounds))
     print(f"bench: ansible all -m ping: {ping:.2f} s (median of {opts.rounds})", file=sys.stderr)

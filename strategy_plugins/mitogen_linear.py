@@ -1,11 +1,11 @@
-"""The repository's strategy: Mitogen's `mitogen_linear`, from the `mitogen` package that
-requirements.txt pins (ansible.cfg: strategy_plugins, strategy).
+"""Mitogen's `mitogen_linear` strategy, from the `mitogen` package that requirements.txt pins
+(ansible.cfg's strategy_plugins; chosen with ANSIBLE_STRATEGY=mitogen_linear).
 
 Ansible's own `linear` order, with each host's tasks run inside one Python interpreter that
 Mitogen starts on the host per run, over the run's one SSH connection (through sudo when the
 inventory's user is not root), instead of a new interpreter and module upload per task: on the
-lab, a no-change `site.yml` used 43 % less CPU (docs/performance.md). `ANSIBLE_STRATEGY=linear`
-runs Ansible's own strategy instead, with no other change.
+lab, a no-change `site.yml` used 43 % less CPU (docs/performance.md). Not the default: the whole
+`./stack test` has not passed with it yet.
 
 The class is Mitogen's own, imported under its real module name, as the plugin file that Mitogen
 ships does (loaded twice under two names, its types would not be one).

@@ -52,7 +52,7 @@ def serve_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("stack-runner")
-    return [found] if found else [sys.executable, "-m", "stack_runner.serve"]
+    return [found] if found else [sys.executable, "-m", "stack_runner.boot"]
 
 
 @pytest.fixture

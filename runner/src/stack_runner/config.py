@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack_runner import sd_notify
+
 UNKNOWN = "unknown"
 # The app's own settings use other names; the runner reads only these.
 WSGI_VARIABLE = "STACK_WSGI"
@@ -103,7 +105,7 @@ class Config:
     health_path: str = "/health"
     health_statuses: frozenset[int] = frozenset({200})
     # Seconds from the start to the first healthy answer before the watchdog's period applies.
-    start_seconds: int = 60
+    start_seconds: int = sd_notify.DEFAULT_START_SECONDS  # read before this, by stack_runner.boot
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:

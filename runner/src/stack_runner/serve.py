@@ -85,10 +85,8 @@ def main() -> None:
     logs.configure()  # before the app is imported: its own logging is JSON too
     log = logging.getLogger("webapp")
     config, sock = _configuration(log)
+    # The watchdog was stretched for the start already, before any import (stack_runner.boot).
     every = watchdog.period()
-    if every:
-        # Loading the app may take longer than the watchdog's period (watchdog.allow_start).
-        watchdog.allow_start(max(config.start_seconds, every))
     for name in SYSTEMD_VARIABLES:
         os.environ.pop(name, None)
     os.environ[RELEASE_VARIABLE] = config.release  # the app may read it
@@ -106,6 +104,3 @@ def main() -> None:
                           config.health_path, config.health_statuses).start()
     _serve(app, config, sock)
 
-
-if __name__ == "__main__":
-    main()

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
+
+from stack_runner.sd_notify import allow_start, notify, period  # noqa: F401 - this module's interface too
 
 # Probes per watchdog period: several chances to answer before systemd gives up.
 PROBE_FRACTION = 1 / 6
@@ -45,38 +45,6 @@ NO_ANSWER = 0
 def is_probe(environ: Mapping[str, Any]) -> bool:
     """Whether a request (its WSGI environ) is this process's own watchdog probe."""
     return secrets.compare_digest(str(environ.get(PROBE_ENVIRON_KEY, "")), TOKEN)
-
-
-def period(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
-    """The watchdog period in seconds systemd asks this process for, or None (no watchdog)."""
-    env = os.environ if env is None else env
-    usec = env.get("WATCHDOG_USEC", "")
-    if not usec.isdigit() or int(usec) == 0:
-        return None
-    if env.get("WATCHDOG_PID") not in (None, "", str(os.getpid() if pid is None else pid)):
-        return None  # set for another process (the one that started this one)
-    return int(usec) / 1_000_000
-
-
-def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send `message` (READY=1, WATCHDOG=1, ...) to systemd's notification socket; False without one."""
-    env = os.environ if env is None else env
-    address = env.get("NOTIFY_SOCKET", "")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # an abstract socket
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(message.encode(), address)
-        except OSError:
-            return False
-    return True
-
-
-def allow_start(seconds: float, send: Callable[[str], bool] = notify) -> bool:
-    """Stretch systemd's watchdog timeout to `seconds` while the app loads; False without systemd."""
-    return send(f"WATCHDOG_USEC={round(seconds * 1_000_000)}")
 
 
 def status_of(host: str, port: int, path: str, timeout: float) -> int:
