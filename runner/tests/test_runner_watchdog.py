@@ -74,6 +74,17 @@ def dog(port: int, notify_path: str, **options: object) -> watchdog.Watchdog:
     return watchdog.Watchdog("127.0.0.1", port, 0.6, send=send, **options)  # type: ignore[arg-type]
 
 
+def pinged(port: int, notify_socket: tuple[str, socket.socket], seconds: float) -> list[bytes]:
+    """What a watchdog of the instance on `port` sends systemd within `seconds`."""
+    path, sock = notify_socket
+    fed = dog(port, path)
+    fed.start()
+    try:
+        return received(sock, seconds)
+    finally:
+        fed.stop()
+
+
 @pytest.mark.parametrize(("env", "expected"), [
     ({}, None), ({"WATCHDOG_USEC": "0"}, None), ({"WATCHDOG_USEC": "x"}, None),
     ({"WATCHDOG_USEC": "3000000"}, 3.0), ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "42"}, 3.0),
@@ -114,25 +125,13 @@ def test_fed_while_the_instance_answers_and_starved_while_it_hangs(server: int, 
 def test_a_slow_answer_within_half_the_period_still_feeds_it(server: int, notify_socket) -> None:
     """A starved host answers late, not never: an answer after 0.2 s (a third of the 0.6 s period,
     twice the time between probes) is still an answer, and systemd is still pinged."""
-    path, sock = notify_socket
     Health.delay = 0.2
-    fed = dog(server, path)
-    fed.start()
-    try:
-        got = received(sock, 1.2)
-    finally:
-        fed.stop()
+    got = pinged(server, notify_socket, 1.2)
     assert got.count(b"WATCHDOG=1") >= 3, got
 
 
 def test_the_first_healthy_answer_puts_systemds_period_back_then_pings(server: int, notify_socket) -> None:
-    path, sock = notify_socket
-    fed = dog(server, path)
-    fed.start()
-    try:
-        got = received(sock, 0.4)
-    finally:
-        fed.stop()
+    got = pinged(server, notify_socket, 0.4)
     assert got[:2] == [b"WATCHDOG_USEC=600000", b"WATCHDOG=1"], got
     assert set(got[2:]) == {b"WATCHDOG=1"}, got
 
