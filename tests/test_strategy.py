@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
-from pathlib import Path
-
 import ansible.plugins.strategy.linear
 import ansible_mitogen.strategy
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def config() -> configparser.SectionProxy:

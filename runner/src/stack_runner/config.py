@@ -125,5 +125,5 @@ class Config:
             trusted_proxies=_networks(env, "STACK_TRUSTED_PROXIES"),
             health_path=_health_path(env, "STACK_HEALTH_PATH", cls.health_path),
             health_statuses=_statuses(env, "STACK_HEALTH_STATUSES", "200"),
-            start_seconds=_int(env, "STACK_START_SECONDS", cls.start_seconds, 1, 3600),
+            start_seconds=_int(env, sd_notify.START_SECONDS_VARIABLE, cls.start_seconds, *sd_notify.START_SECONDS_RANGE),
         )

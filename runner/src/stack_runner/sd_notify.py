@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 # Seconds an instance has from its start to its first healthy answer, unless STACK_START_SECONDS
 # says otherwise (stack_runner.config validates it; a bad value is refused there, by name).
 DEFAULT_START_SECONDS = 60
+START_SECONDS_VARIABLE = "STACK_START_SECONDS"
+START_SECONDS_RANGE = (1, 3600)
 
 
 def period(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
@@ -54,8 +56,9 @@ def allow_start(seconds: float, send: Callable[[str], bool] = notify) -> bool:
 
 def start_seconds(env: Mapping[str, str]) -> int:
     """STACK_START_SECONDS when it is a whole number of seconds from 1 to 3600, else the default."""
-    value = env.get("STACK_START_SECONDS", "")
-    return int(value) if value.isdigit() and 1 <= int(value) <= 3600 else DEFAULT_START_SECONDS
+    value = env.get(START_SECONDS_VARIABLE, "")
+    low, high = START_SECONDS_RANGE
+    return int(value) if value.isdigit() and low <= int(value) <= high else DEFAULT_START_SECONDS
 
 
 def stretch_for_start(env: Mapping[str, str] | None = None, send: Callable[[str], bool] | None = None) -> bool:
