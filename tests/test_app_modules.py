@@ -150,6 +150,31 @@ def test_state_changes_nothing_in_check_mode(tmp_path, capsys):
     assert there.exists() and not (tmp_path / "new").exists()
 
 
+def test_state_gives_an_existing_file_root_and_0644_keeping_its_content(tmp_path, capsys):
+    target = tmp_path / "unit"
+    target.write_text("kept\n")
+    target.chmod(0o600)
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "other\n"}]}, capsys)
+    assert res["changed"] and res["written"] == [str(target)]
+    assert target.read_text() == "kept\n" and oct(target.stat().st_mode & 0o777) == "0o644"
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "other\n"}]}, capsys)
+    assert not res["changed"]
+
+
+def test_state_shows_each_change_with_diff(tmp_path, capsys):
+    target, gone = tmp_path / "unit", tmp_path / "mark"
+    target.write_text("old\n")
+    gone.write_text("x")
+    args = {"files": [{"path": str(target), "content": "new\n", "replace": True}], "absent": [str(gone)],
+            "_ansible_diff": True, "_ansible_check_mode": True}
+    _, res = run(webapp_state, args, capsys)
+    assert res["diff"][0] == {"before_header": str(target), "after_header": str(target), "before": "old\n", "after": "new\n"}
+    assert res["diff"][1]["before_header"] == str(gone)
+    assert target.read_text() == "old\n" and gone.exists()
+    _, res = run(webapp_state, {"files": [{"path": str(target), "content": "old\n", "replace": True}], "_ansible_diff": True}, capsys)
+    assert not res["changed"] and res["diff"] == []
+
+
 # --- webapp_releases -------------------------------------------------------------------------
 
 def layout(base: Path) -> dict:

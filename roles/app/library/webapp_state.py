@@ -8,9 +8,11 @@ module: webapp_state
 short_description: Write and remove the app's state records (deploy history, rollback notes and marks)
 description:
   - Writes each file of I(files) atomically (a temporary file renamed over it), root-owned,
-    mode 0644, when it is missing, or when its content differs and I(replace) is true;
-    then removes each path of I(absent) that exists.
-  - One task for what would otherwise be several copy and file tasks.
+    mode 0644, when it is missing, or when its content differs and I(replace) is true; an
+    existing file of another owner or mode is given root and 0644 (its content kept unless
+    replaced); then removes each path of I(absent) that exists.
+  - One task for what would otherwise be several copy, template and file tasks; with --diff it
+    shows each file's change.
 options:
   files:
     description: Files to write, each C(path), C(content) and C(replace) (default false, keep an existing file).
@@ -21,7 +23,7 @@ options:
 """
 
 RETURN = r"""
-written: {description: Paths written (or that would be, in check mode)., type: list, returned: always}
+written: {description: Paths written or given root and 0644 (or that would be, in check mode)., type: list, returned: always}
 removed: {description: Paths removed (or that would be, in check mode)., type: list, returned: always}
 """
 
@@ -31,12 +33,20 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stack_files import replace_file
 
 
+MODE = 0o644
+
+
 def _content(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def _wrong_attributes(path: str) -> bool:
+    st = os.stat(path)
+    return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (MODE, 0, 0)
 
 
 def main() -> None:
@@ -52,18 +62,30 @@ def main() -> None:
     )
     written: list[str] = []
     removed: list[str] = []
+    diff: list[dict[str, str]] = []
     for item in module.params["files"]:
         old = _content(item["path"])
         if old is None or (item["replace"] and old != item["content"]):
             written.append(item["path"])
+            diff.append({"before_header": item["path"], "after_header": item["path"],
+                         "before": old or "", "after": item["content"]})
             if not module.check_mode:
-                replace_file(item["path"], item["content"], 0o644)
+                replace_file(item["path"], item["content"], MODE)
+        elif _wrong_attributes(item["path"]):
+            written.append(item["path"])
+            if not module.check_mode:
+                os.chown(item["path"], 0, 0)
+                os.chmod(item["path"], MODE)
     for path in module.params["absent"]:
         if os.path.lexists(path):
             removed.append(path)
+            diff.append({"before_header": path, "after_header": path, "before": "(present)\n", "after": "(absent)\n"})
             if not module.check_mode:
                 os.unlink(path)
-    module.exit_json(changed=bool(written or removed), written=written, removed=removed)
+    result = {"changed": bool(written or removed), "written": written, "removed": removed}
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
