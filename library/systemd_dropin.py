@@ -24,47 +24,21 @@ path: {description: The drop-in file., type: str, returned: always}
 """
 
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import replace_file
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _owned(path: str, mode: int) -> bool:
-    """Whether path is root's with this mode (False when missing)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == mode
+from ansible.module_utils.stack_files import converge_file, root_owned
 
 
 def converge(path: str, content: str, check_mode: bool) -> tuple[bool, dict]:
     """(changed, diff) after making path hold content, its folder created."""
     folder = os.path.dirname(path)
-    old = _read(path)
-    changed = old != content or not _owned(path, 0o644) or not _owned(folder, 0o755)
-    diff = {"before_header": path, "after_header": path, "before": old or "", "after": content}
-    if check_mode or not changed:
-        return changed, diff
-    if not os.path.isdir(folder):
+    folder_changed = not root_owned(folder, 0o755)
+    if folder_changed and not check_mode:
         os.makedirs(folder, mode=0o755, exist_ok=True)
-    os.chown(folder, 0, 0)
-    os.chmod(folder, 0o755)
-    if old != content:
-        replace_file(path, content, 0o644)
-    else:
-        os.chown(path, 0, 0)
-        os.chmod(path, 0o644)
-    return True, diff
+        os.chown(folder, 0, 0)
+        os.chmod(folder, 0o755)
+    changed, diff = converge_file(path, content, 0o644, check_mode)
+    return changed or folder_changed, diff
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ one, and a run killed in the middle leaves the old in place."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 
@@ -25,6 +26,43 @@ def replace_file(path: str, data: bytes | str, mode: int, uid: int = 0, gid: int
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, None when it is missing."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def root_owned(path: str, mode: int) -> bool:
+    """Whether path is root's with this mode (False when missing)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == mode
+
+
+def converge_file(path: str, content: str, mode: int, check_mode: bool, replace: bool = True) -> tuple[bool, dict]:
+    """(changed, diff) after making path root's with `mode`, holding `content` when it is missing
+    or differs and `replace` is true (else an existing file keeps its text). In check mode
+    nothing is touched."""
+    old = read_text(path)
+    write = old is None or (replace and old != content)
+    after = content if write else old
+    diff = {"before_header": path, "after_header": path, "before": old or "", "after": after}
+    if not write and root_owned(path, mode):
+        return False, diff
+    if not check_mode:
+        if write:
+            replace_file(path, content, mode)
+        else:
+            os.chown(path, 0, 0)
+            os.chmod(path, mode)
+    return True, diff
 
 
 def point_link(path: str, target: str, check_mode: bool = False) -> bool:

@@ -30,23 +30,10 @@ removed: {description: Paths removed (or that would be, in check mode)., type: l
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import replace_file
+from ansible.module_utils.stack_files import converge_file
 
 
 MODE = 0o644
-
-
-def _content(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _wrong_attributes(path: str) -> bool:
-    st = os.stat(path)
-    return (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (MODE, 0, 0)
 
 
 def main() -> None:
@@ -64,18 +51,10 @@ def main() -> None:
     removed: list[str] = []
     diff: list[dict[str, str]] = []
     for item in module.params["files"]:
-        old = _content(item["path"])
-        if old is None or (item["replace"] and old != item["content"]):
+        changed, change = converge_file(item["path"], item["content"], MODE, module.check_mode, item["replace"])
+        if changed:
             written.append(item["path"])
-            diff.append({"before_header": item["path"], "after_header": item["path"],
-                         "before": old or "", "after": item["content"]})
-            if not module.check_mode:
-                replace_file(item["path"], item["content"], MODE)
-        elif _wrong_attributes(item["path"]):
-            written.append(item["path"])
-            if not module.check_mode:
-                os.chown(item["path"], 0, 0)
-                os.chmod(item["path"], MODE)
+            diff.append(change)
     for path in module.params["absent"]:
         if os.path.lexists(path):
             removed.append(path)
