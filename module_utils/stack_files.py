@@ -1,5 +1,5 @@
 """Files and links replaced atomically, the one way the project's modules change them on a host
-(systemd_dropin, webapp_state, webapp_lock, webapp_shared, webapp_instances): the new content is
+(systemd_dropin, webapp_state, webapp_env, webapp_lock, webapp_shared, webapp_instances): the new content is
 written beside the old under a temporary name, given its owner and mode, then renamed over it,
 so a reader (systemd, a rerun, an instance starting) sees the old file or the new, never half of
 one, and a run killed in the middle leaves the old in place."""
@@ -37,30 +37,31 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def root_owned(path: str, mode: int) -> bool:
-    """Whether path is root's with this mode (False when missing)."""
+def root_owned(path: str, mode: int, gid: int = 0) -> bool:
+    """Whether path is owned by root and group gid with this mode (False when missing)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
-    return st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == mode
+    return st.st_uid == 0 and st.st_gid == gid and stat.S_IMODE(st.st_mode) == mode
 
 
-def converge_file(path: str, content: str, mode: int, check_mode: bool, replace: bool = True) -> tuple[bool, dict]:
-    """(changed, diff) after making path root's with `mode`, holding `content` when it is missing
-    or differs and `replace` is true (else an existing file keeps its text). In check mode
-    nothing is touched."""
+def converge_file(path: str, content: str, mode: int, check_mode: bool, replace: bool = True,
+                  gid: int = 0) -> tuple[bool, dict]:
+    """(changed, diff) after making path root's, of group gid, with `mode`, holding `content` when
+    it is missing or differs and `replace` is true (else an existing file keeps its text). In
+    check mode nothing is touched."""
     old = read_text(path)
     write = old is None or (replace and old != content)
     after = content if write else old
     diff = {"before_header": path, "after_header": path, "before": old or "", "after": after}
-    if not write and root_owned(path, mode):
+    if not write and root_owned(path, mode, gid):
         return False, diff
     if not check_mode:
         if write:
-            replace_file(path, content, mode)
+            replace_file(path, content, mode, 0, gid)
         else:
-            os.chown(path, 0, 0)
+            os.chown(path, 0, gid)
             os.chmod(path, mode)
     return True, diff
 

@@ -6,6 +6,7 @@ rules. Where a module calls systemctl or journalctl, a stand-in for that one cal
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from tests.conftest import ROOT
 from tests.loopback import Loopback
 
 sys.path.insert(0, str(ROOT / "roles" / "app" / "library"))
+import webapp_env  # noqa: E402
 import webapp_instances  # noqa: E402
 import webapp_lock  # noqa: E402
 import webapp_precheck  # noqa: E402
@@ -173,6 +175,103 @@ def test_state_shows_each_change_with_diff(tmp_path, capsys):
     assert target.read_text() == "old\n" and gone.exists()
     _, res = run(webapp_state, {"files": [{"path": str(target), "content": "old\n", "replace": True}], "_ansible_diff": True}, capsys)
     assert not res["changed"] and res["diff"] == []
+
+
+# --- webapp_env ------------------------------------------------------------------------------
+
+GROUP = "daemon"  # a group every Debian host has, not root's: the files' group is checked
+
+
+def env_args(folder: Path, state: str = "next", **contents: str) -> dict:
+    files = [{"path": str(folder / name), **({"content": text} if state == "next" else {})}
+             for name, text in contents.items()]
+    return {"folder": str(folder), "group": GROUP, "files": files, "state": state}
+
+
+def owner_mode(path: Path) -> tuple[int, int, str]:
+    st = path.stat()
+    return st.st_uid, st.st_gid, oct(st.st_mode & 0o777)
+
+
+def test_env_writes_the_folder_and_the_next_files_for_the_apps_group(tmp_path, capsys):
+    folder, gid = tmp_path / "conf", grp.getgrnam(GROUP).gr_gid
+    rc, res = run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    assert rc == 0 and res["changed"] and res["pending"]
+    assert res["written"] == [str(folder), str(folder / "webapp.env.next")]
+    assert owner_mode(folder) == (0, gid, "0o750")
+    assert owner_mode(folder / "webapp.env.next") == (0, gid, "0o640")
+    assert (folder / "webapp.env.next").read_text() == "A=1\n" and not (folder / "webapp.env").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["webapp.env.next"]  # no temporary file left
+
+
+def test_env_is_pending_until_the_live_file_holds_the_next_content(tmp_path, capsys):
+    folder = tmp_path / "conf"
+    run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    _, res = run(webapp_env, env_args(folder, state="live", **{"webapp.env": ""}), capsys)
+    assert res["changed"] and res["written"] == [str(folder / "webapp.env")]
+    assert (folder / "webapp.env").read_text() == "A=1\n"
+    assert owner_mode(folder / "webapp.env") == (0, grp.getgrnam(GROUP).gr_gid, "0o640")
+    _, res = run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    assert not res["changed"] and not res["pending"]
+    _, res = run(webapp_env, env_args(folder, state="live", **{"webapp.env": ""}), capsys)
+    assert not res["changed"]
+
+
+def test_env_sees_a_pending_change_left_by_an_interrupted_run(tmp_path, capsys):
+    folder = tmp_path / "conf"
+    run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    run(webapp_env, env_args(folder, state="live", **{"webapp.env": ""}), capsys)
+    run(webapp_env, env_args(folder, **{"webapp.env": "A=2\n"}), capsys)  # the run stops here
+    _, res = run(webapp_env, env_args(folder, **{"webapp.env": "A=2\n"}), capsys)
+    assert not res["changed"] and res["pending"]  # nothing to write, the live file still differs
+
+
+def test_env_gives_a_file_of_another_owner_or_mode_the_apps_group_and_0640(tmp_path, capsys):
+    folder = tmp_path / "conf"
+    folder.mkdir(mode=0o755)
+    (folder / "webapp.env.next").write_text("A=1\n")
+    (folder / "webapp.env.next").chmod(0o644)
+    _, res = run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    assert res["written"] == [str(folder), str(folder / "webapp.env.next")]
+    assert owner_mode(folder)[2] == "0o750" and owner_mode(folder / "webapp.env.next")[2] == "0o640"
+
+
+def test_env_changes_nothing_in_check_mode_and_shows_the_diff(tmp_path, capsys):
+    folder = tmp_path / "conf"
+    run(webapp_env, env_args(folder, **{"webapp.env": "A=1\n"}), capsys)
+    args = env_args(folder, **{"webapp.env": "A=2\n"}) | {"_ansible_check_mode": True, "_ansible_diff": True}
+    _, res = run(webapp_env, args, capsys)
+    assert res["changed"] and res["pending"]
+    assert res["diff"] == [{"before_header": str(folder / "webapp.env.next"), "after_header": str(folder / "webapp.env.next"),
+                            "before": "A=1\n", "after": "A=2\n"}]
+    assert (folder / "webapp.env.next").read_text() == "A=1\n"
+
+
+def test_env_in_check_mode_tolerates_a_group_the_install_has_not_made_yet(tmp_path, capsys):
+    args = env_args(tmp_path / "conf", **{"webapp.env": "A=1\n"}) | {"group": "no-such-group-here", "_ansible_check_mode": True}
+    rc, res = run(webapp_env, args, capsys)
+    assert rc == 0 and res["changed"] and not (tmp_path / "conf").exists()
+
+
+def test_env_refuses_a_missing_group_outside_check_mode(tmp_path, capsys):
+    args = env_args(tmp_path / "conf", **{"webapp.env": "A=1\n"}) | {"group": "no-such-group-here"}
+    rc, res = run(webapp_env, args, capsys)
+    assert rc == 1 and "no-such-group-here" in res["msg"] and "app_group" in res["msg"]
+
+
+def test_env_puts_nothing_in_place_without_its_next_file(tmp_path, capsys):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "webapp.env").write_text("A=1\n")
+    rc, res = run(webapp_env, env_args(folder, state="live", **{"webapp.env": ""}), capsys)
+    assert rc == 1 and "webapp.env.next" in res["msg"] and (folder / "webapp.env").read_text() == "A=1\n"
+
+
+def test_env_needs_each_files_content_to_write_it(tmp_path, capsys):
+    args = env_args(tmp_path / "conf", **{"webapp.env": "A=1\n"})
+    del args["files"][0]["content"]
+    rc, res = run(webapp_env, args, capsys)
+    assert rc == 1 and "no content" in res["msg"] and not (tmp_path / "conf").exists()
 
 
 # --- webapp_releases -------------------------------------------------------------------------
