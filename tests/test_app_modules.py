@@ -113,6 +113,46 @@ def test_lock_owner_needs_a_run_id(tmp_path, capsys):
     assert rc == 1 and "run_id" in res["msg"]
 
 
+def test_lock_reads_the_releases_once_it_holds_the_lock(tmp_path, capsys):
+    lay, path = make_host(tmp_path / "app"), str(tmp_path / "lock")
+    rc, res = run(webapp_lock, {"path": path, "owner": owner("a"), "layout": lay}, capsys)
+    assert rc == 0 and res["acquired"]
+    assert res["releases"]["current"] == "r1" and res["releases"]["releases"] == ["r1", "r2"]
+    assert res["releases"]["rollback"] == {"target": "r1"}
+
+
+def test_lock_waited_for_reads_what_its_holder_left(tmp_path, capsys):
+    lay, path = make_host(tmp_path / "app"), str(tmp_path / "lock")
+    webapp_lock.attempt(path, "present", owner("a"), "")
+
+    def holder_switches_and_leaves() -> None:
+        os.unlink(lay["current"])
+        os.symlink(os.path.join(lay["releases"], "r2"), lay["current"])
+        webapp_lock.attempt(path, "absent", owner("a"), "")
+
+    threading.Timer(0.3, holder_switches_and_leaves).start()
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "wait": 5, "layout": lay}, capsys)
+    assert res["acquired"] and res["releases"]["current"] == "r2"
+
+
+def test_lock_held_by_another_run_reads_nothing(tmp_path, capsys):
+    lay, path = make_host(tmp_path / "app"), str(tmp_path / "lock")
+    webapp_lock.attempt(path, "present", owner("a"), "")
+    _, res = run(webapp_lock, {"path": path, "owner": owner("b"), "layout": lay}, capsys)
+    assert not res["acquired"] and "releases" not in res and res["holder"]["run_id"] == "a"
+
+
+def test_lock_in_check_mode_takes_nothing_and_reads_the_releases(tmp_path, capsys):
+    lay, path = make_host(tmp_path / "app"), tmp_path / "lock"
+    args = {"path": str(path), "owner": owner("a"), "layout": lay, "_ansible_check_mode": True}
+    rc, res = run(webapp_lock, args, capsys)
+    assert rc == 0 and not res["changed"] and not res["acquired"] and res["releases"]["current"] == "r1"
+    assert not path.exists() and not (tmp_path / "lock.guard").exists()
+    webapp_lock.attempt(str(path), "present", owner("a"), "")
+    _, res = run(webapp_lock, {"path": str(path), "owner": owner("a"), "state": "absent", "_ansible_check_mode": True}, capsys)
+    assert not res["changed"] and path.exists()  # nor given back
+
+
 # --- webapp_state ----------------------------------------------------------------------------
 
 def test_state_writes_missing_files_root_owned_0644(tmp_path, capsys):
