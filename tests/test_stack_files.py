@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 
 import pytest
@@ -53,3 +54,15 @@ def test_check_mode_says_a_link_would_change_and_touches_nothing(tmp_path):
     assert stack_files.point_link(str(link), "/b", check_mode=True)
     assert os.readlink(link) == "/a"
     assert not stack_files.point_link(str(link), "/a", check_mode=True)
+
+
+def test_a_converged_file_takes_its_group_and_keeps_it(tmp_path):
+    path = str(tmp_path / "secrets.env")
+    gid = grp.getgrnam("daemon").gr_gid  # a group every Debian host has, not root's
+    assert stack_files.converge_file(path, "A=1\n", 0o640, False, gid=gid)[0]
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (0, gid, "0o640")
+    assert stack_files.root_owned(path, 0o640, gid) and not stack_files.root_owned(path, 0o640)
+    assert not stack_files.converge_file(path, "A=1\n", 0o640, False, gid=gid)[0]
+    assert stack_files.converge_file(path, "A=1\n", 0o640, False)[0]  # group root wanted: given back to root
+    assert os.stat(path).st_gid == 0
