@@ -29,9 +29,10 @@ def replace_file(path: str, data: bytes | str, mode: int, uid: int = 0, gid: int
 
 
 def read_text(path: str) -> str | None:
-    """The file's text, None when it is missing."""
+    """The file's text exactly as stored (no newline translation; bytes that are not UTF-8 read as
+    U+FFFD, so such a file differs from any content and is replaced), None when it is missing."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
             return handle.read()
     except FileNotFoundError:
         return None
@@ -64,6 +65,27 @@ def converge_file(path: str, content: str, mode: int, check_mode: bool, replace:
             os.chown(path, 0, gid)
             os.chmod(path, mode)
     return True, diff
+
+
+def converge_folder(path: str, mode: int, check_mode: bool, uid: int = 0, gid: int = 0) -> bool:
+    """Make path a folder owned uid:gid with `mode` (made, or given them); whether it changed. A
+    file or a link there is an error (ValueError). In check mode nothing is touched."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not check_mode:
+            os.mkdir(path, mode)
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{path} exists and is not a folder")
+    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode):
+        return False
+    if not check_mode:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    return True
 
 
 def point_link(path: str, target: str, check_mode: bool = False) -> bool:

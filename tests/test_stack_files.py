@@ -66,3 +66,28 @@ def test_a_converged_file_takes_its_group_and_keeps_it(tmp_path):
     assert not stack_files.converge_file(path, "A=1\n", 0o640, False, gid=gid)[0]
     assert stack_files.converge_file(path, "A=1\n", 0o640, False)[0]  # group root wanted: given back to root
     assert os.stat(path).st_gid == 0
+
+
+def test_a_file_is_compared_byte_for_byte(tmp_path):
+    """A CRLF file is not the same as its LF content, nor is a file that is not UTF-8: both are rewritten."""
+    path = tmp_path / "settings.cfg"
+    path.write_bytes(b"A=1\r\n")
+    path.chmod(0o644)
+    assert stack_files.read_text(str(path)) == "A=1\r\n"
+    assert not stack_files.converge_file(str(path), "A=1\r\n", 0o644, False)[0]
+    assert stack_files.converge_file(str(path), "A=1\n", 0o644, False)[0] and path.read_bytes() == b"A=1\n"
+    path.write_bytes(b"A=\xff\n")
+    assert stack_files.converge_file(str(path), "A=1\n", 0o644, False)[0] and path.read_bytes() == b"A=1\n"
+
+
+def test_a_folder_is_made_or_given_its_owner_and_mode_and_a_file_there_is_refused(tmp_path):
+    folder, gid = tmp_path / "conf", grp.getgrnam("daemon").gr_gid
+    assert stack_files.converge_folder(str(folder), 0o750, True, 0, gid) and not folder.exists()  # check mode
+    assert stack_files.converge_folder(str(folder), 0o750, False, 0, gid)
+    assert (folder.stat().st_gid, oct(folder.stat().st_mode & 0o7777)) == (gid, "0o750")
+    assert not stack_files.converge_folder(str(folder), 0o750, False, 0, gid)
+    folder.chmod(0o755)
+    assert stack_files.converge_folder(str(folder), 0o750, False, 0, gid) and oct(folder.stat().st_mode & 0o777) == "0o750"
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        stack_files.converge_folder(str(tmp_path / "plain"), 0o750, False)

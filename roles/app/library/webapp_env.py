@@ -34,33 +34,13 @@ pending: {description: Whether a live file differs from its .next (state=next).,
 """
 
 import grp
-import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import converge_file, read_text
+from ansible.module_utils.stack_files import converge_file, converge_folder, read_text
 
 FILE_MODE = 0o640
 FOLDER_MODE = 0o750
 NEXT = ".next"
-
-
-def converge_folder(path: str, gid: int, check_mode: bool) -> bool:
-    """Make path a folder root:gid 0750; whether it changed."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        if not check_mode:
-            os.mkdir(path, FOLDER_MODE)
-            os.chown(path, 0, gid)
-            os.chmod(path, FOLDER_MODE)
-        return True
-    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, FOLDER_MODE):
-        return False
-    if not check_mode:
-        os.chown(path, 0, gid)
-        os.chmod(path, FOLDER_MODE)
-    return True
 
 
 def main() -> None:
@@ -89,8 +69,11 @@ def main() -> None:
         missing = [f["path"] for f in p["files"] if f["content"] is None]
         if missing:
             module.fail_json(msg=f"webapp_env: no content for {', '.join(missing)}")
-        if converge_folder(p["folder"], gid, module.check_mode):
-            written.append(p["folder"])
+        try:
+            if converge_folder(p["folder"], FOLDER_MODE, module.check_mode, 0, gid):
+                written.append(p["folder"])
+        except ValueError as err:
+            module.fail_json(msg=f"webapp_env: {err} (app_config_dir)")
         for item in p["files"]:
             changed, change = converge_file(item["path"] + NEXT, item["content"], FILE_MODE, module.check_mode,
                                             gid=gid)

@@ -41,7 +41,7 @@ import pwd
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import point_link, replace_file
+from ansible.module_utils.stack_files import converge_file, converge_folder, point_link
 
 
 def inside(base: str, relative: str) -> str:
@@ -68,39 +68,16 @@ def parents(base: str, path: str, check: bool, made: list[str]) -> None:
 
 def folder(path: str, uid: int, gid: int, check: bool, made: list[str]) -> None:
     """A folder owned uid:gid, mode 0750 (made or put right)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        made.append(path)
-        if not check:
-            os.mkdir(path, 0o750)
-            os.chown(path, uid, gid)
-            os.chmod(path, 0o750)
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
+    if os.path.lexists(path) and (not os.path.isdir(path) or os.path.islink(path)):
         raise ValueError(f"{path} exists and is not a folder: move it away, a shared folder goes there")
-    if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, 0o750):
+    if converge_folder(path, 0o750, check, uid, gid):
         made.append(path)
-        if not check:
-            os.chown(path, uid, gid)
-            os.chmod(path, 0o750)
 
 
 def file(path: str, content: str, gid: int, check: bool, made: list[str]) -> None:
     """A file root:gid 0640 with `content`, replaced atomically when it differs."""
-    data = content.encode()
-    try:
-        st = os.lstat(path)
-        with open(path, "rb") as f:
-            same = f.read() == data and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, gid, 0o640)
-    except FileNotFoundError:
-        same = False
-    if same:
-        return
-    made.append(path)
-    if check:
-        return
-    replace_file(path, data, 0o640, 0, gid)
+    if converge_file(path, content, 0o640, check, gid=gid)[0]:
+        made.append(path)
 
 
 def link(path: str, target: str, check: bool) -> bool:
