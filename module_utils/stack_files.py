@@ -67,6 +67,28 @@ def converge_file(path: str, content: str, mode: int, check_mode: bool, replace:
     return True, diff
 
 
+def converge_records(files: list[dict], absent: list[str], check_mode: bool,
+                     mode: int = 0o644) -> tuple[list[str], list[str], list[dict]]:
+    """(written, removed, diff) after writing each of `files` (path, content, replace: as
+    converge_file, root-owned with `mode`) and removing each path of `absent` that exists: the
+    app's small state records (webapp_state; webapp_instances before a rollback's switch)."""
+    written: list[str] = []
+    removed: list[str] = []
+    diff: list[dict] = []
+    for item in files:
+        changed, change = converge_file(item["path"], item["content"], mode, check_mode, item.get("replace", False))
+        if changed:
+            written.append(item["path"])
+            diff.append(change)
+    for path in absent:
+        if os.path.lexists(path):
+            removed.append(path)
+            diff.append({"before_header": path, "after_header": path, "before": "(present)\n", "after": "(absent)\n"})
+            if not check_mode:
+                os.unlink(path)
+    return written, removed, diff
+
+
 def converge_folder(path: str, mode: int, check_mode: bool, uid: int = 0, gid: int = 0) -> bool:
     """Make path a folder owned uid:gid with `mode` (made, or given them); whether it changed. A
     file or a link there is an error (ValueError). In check mode nothing is touched."""

@@ -595,6 +595,68 @@ def test_check_mode_neither_switches_nor_restarts(host, capsys):
     assert os.readlink(host["link"]) == str(host["releases"] / "good") and restarts(host["calls"]) == []
 
 
+def rollback_args(host: dict, tmp_path: Path, release: str) -> tuple[dict, Path, Path, Path]:
+    """A rollback's switch: its note and a rolled-back mark written, the target's mark removed, the
+    lock (held by run "a") given back with the note at the end."""
+    lock, note, marks = str(tmp_path / "release.lock"), tmp_path / "rollback.json", tmp_path / "rolled-back"
+    marks.mkdir()
+    (marks / release).write_text("{}\n")
+    webapp_lock.attempt(lock, "present", owner("a"), "")
+    args = {**host["args"], "release": release, "fallback": "good",
+            "records": [{"path": str(note), "content": '{"target": "%s"}\n' % release, "replace": True},
+                        {"path": str(marks / "good"), "content": '{"to": "%s"}\n' % release}],
+            "records_absent": [str(marks / release)],
+            "unlock": {"path": lock, "owner": owner("a"), "remove": [str(note)]}}
+    return args, Path(lock), note, marks
+
+
+def test_a_rollbacks_switch_records_it_switches_and_gives_the_lock_back_in_one_run(host, tmp_path, capsys, monkeypatch):
+    args, lock, note, marks = rollback_args(host, tmp_path, "next")
+    seen_at_restart: list[tuple[bool, bool]] = []
+    stand_in = webapp_instances.subprocess.run
+
+    def restart_sees_the_records(cmd, **kwargs):
+        if cmd[:2] == ["systemctl", "restart"]:
+            seen_at_restart.append((note.exists(), (marks / "good").exists()))
+        return stand_in(cmd, **kwargs)
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", restart_sees_the_records)
+    rc, res = run(webapp_instances, args, capsys)
+    assert rc == 0, res.get("msg", res)
+    assert seen_at_restart and set(seen_at_restart) == {(True, True)}  # recorded before any instance moved
+    assert res["written"] == [str(note), str(marks / "good")] and res["removed"] == [str(marks / "next")]
+    assert res["unlocked"] and not lock.exists() and not note.exists()  # the note cleared as the lock went back
+    assert (marks / "good").read_text() == '{"to": "next"}\n' and oct((marks / "good").stat().st_mode & 0o777) == "0o644"
+    assert {i.release for i in host["instances"].values()} == {"next"}
+
+
+def test_a_failed_rollback_switch_keeps_its_note_and_the_lock(host, tmp_path, capsys):
+    args, lock, note, _ = rollback_args(host, tmp_path, "broken")
+    rc, res = run(webapp_instances, args, capsys)
+    assert rc == 1 and "current is back at good" in res["msg"]
+    assert not res["unlocked"] and lock.exists() and note.exists()  # a re-run finishes the rollback
+
+
+def test_a_rollbacks_switch_leaves_a_lock_another_run_holds(host, tmp_path, capsys):
+    args, lock, note, _ = rollback_args(host, tmp_path, "next")
+    args["unlock"]["owner"] = owner("b")
+    rc, res = run(webapp_instances, args, capsys)
+    assert rc == 0 and not res["unlocked"] and lock.exists() and note.exists()
+
+
+def test_a_rollbacks_switch_in_check_mode_writes_nothing_and_keeps_the_lock(host, tmp_path, capsys):
+    args, lock, note, marks = rollback_args(host, tmp_path, "next")
+    rc, res = run(webapp_instances, {**args, "_ansible_check_mode": True, "_ansible_diff": True}, capsys)
+    assert rc == 0 and res["written"] == [str(note), str(marks / "good")] and len(res["diff"]) == 3
+    assert not note.exists() and (marks / "next").exists() and lock.exists() and not res["unlocked"]
+
+
+def test_records_and_unlock_need_converge(host, tmp_path, capsys):
+    args, *_ = rollback_args(host, tmp_path, "next")
+    rc, res = run(webapp_instances, {**args, "converge": False}, capsys)
+    assert rc == 1 and res["msg"] == "records, records_absent and unlock need converge"
+
+
 # --- webapp_instances: the pre-check on the spare port ----------------------------------------
 
 @pytest.fixture

@@ -22,6 +22,12 @@ description:
     not come up on I(release): marks the release failed (I(failed_marker) in its folder),
     points the link back at I(fallback), converges every instance onto it and fails naming both
     releases. On success, a failed mark of I(release) is cleared.
+  - With I(converge), first writes I(records) and removes I(records_absent) (the app's state
+    records, as webapp_state does: a rollback's note and marks), before the link moves; and
+    once every instance answers with I(release), gives back the host's release lock named in
+    I(unlock) (as webapp_lock C(state=absent), removing its C(remove) files first): a
+    rollback's record, switch and unlock in one module run. A failed switch keeps the lock and
+    the records (a re-run finishes it).
   - Before each restart the unit's failed state is reset, so systemd's start limit never
     refuses the restart of a switch-back.
   - With I(wait), polls until every port answers with I(release) or the time is up, and
@@ -51,6 +57,11 @@ options:
   host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
   path: {description: The app's health path each instance is asked., type: str, default: /health}
   statuses: {description: HTTP statuses of the health path that count as healthy., type: list, elements: int, default: [200]}
+  records: {description: "With I(converge): files written (root, 0644) before the link moves, each C(path), C(content), C(replace) (default false).", type: list, elements: dict, default: []}
+  records_absent: {description: "With I(converge): files removed before the link moves.", type: list, elements: path, default: []}
+  unlock:
+    description: "With I(converge): the release lock given back once every instance answers with I(release): C(path), C(owner) (the run's record, with C(run_id)) and C(remove) (files removed first)."
+    type: dict
 """
 
 RETURN = r"""
@@ -78,6 +89,9 @@ switched:
   description: Whether the link was pointed at I(release) (or back at I(fallback)).
   type: bool
   returned: with I(converge)
+written: {description: "Records written (or that would be, in check mode).", type: list, returned: with I(converge)}
+removed: {description: "Records removed (or that would be, in check mode).", type: list, returned: with I(converge)}
+unlocked: {description: "Whether this run gave the lock of I(unlock) back.", type: bool, returned: with I(converge)}
 """
 
 import os
@@ -86,7 +100,8 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import point_link
+from ansible.module_utils.stack_files import converge_records, point_link
+from ansible.module_utils.webapp_lockfile import attempt
 from ansible.module_utils.webapp_probe import journal, observe, stale_message, systemctl, wait
 
 
@@ -149,6 +164,8 @@ def converge(module: AnsibleModule, p: dict) -> None:
     """Point the link at the release (when asked), converge the instances on it; on failure, go
     back to the fallback release and fail."""
     disabled, extra = units(p)
+    written, removed, diff = converge_records(p["records"], p["records_absent"], module.check_mode)
+    recorded = {"written": written, "removed": removed, **({"diff": diff} if module._diff else {})}
     target_dir = os.path.join(p["releases_dir"], p["release"]) if p["link"] else ""
     switched = point_link(p["link"], target_dir, module.check_mode) if p["link"] else False
     try:
@@ -157,7 +174,8 @@ def converge(module: AnsibleModule, p: dict) -> None:
 
         def fail(msg: str, went_back: bool, seen: dict) -> None:
             module.fail_json(msg=f"Release {p['release']} failed on {p['host']}{msg}", changed=True,
-                             switched=switched or went_back, disabled=disabled, extra=extra, **seen)
+                             switched=switched or went_back, disabled=disabled, extra=extra, unlocked=False,
+                             **recorded, **seen)
 
         if not (p["fallback"] and p["fallback"] != p["release"] and p["link"]):
             fail(f"; there was no other release to go back to. Hosts not yet reached keep their release.\n{failure.msg}",
@@ -176,8 +194,12 @@ def converge(module: AnsibleModule, p: dict) -> None:
     cleared = bool(marker) and os.path.lexists(marker)
     if cleared and not module.check_mode:
         os.unlink(marker)
-    changed = switched or cleared or bool(result["stale"])
-    module.exit_json(changed=changed, switched=switched, disabled=disabled, extra=extra, **result)
+    unlocked = False
+    if p["unlock"] and not module.check_mode:
+        unlocked = attempt(p["unlock"]["path"], "absent", p["unlock"]["owner"], "", tuple(p["unlock"]["remove"]))[0]
+    changed = switched or cleared or bool(result["stale"]) or bool(written or removed)
+    module.exit_json(changed=changed, switched=switched, disabled=disabled, extra=extra, unlocked=unlocked,
+                     **recorded, **result)
 
 
 def main() -> None:
@@ -203,6 +225,14 @@ def main() -> None:
             "host": {"type": "str", "default": ""},
             "path": {"type": "str", "default": "/health"},
             "statuses": {"type": "list", "elements": "int", "default": [200]},
+            "records": {"type": "list", "elements": "dict", "default": [],
+                        "options": {"path": {"type": "path", "required": True},
+                                    "content": {"type": "str", "required": True},
+                                    "replace": {"type": "bool", "default": False}}},
+            "records_absent": {"type": "list", "elements": "path", "default": []},
+            "unlock": {"type": "dict", "options": {"path": {"type": "path", "required": True},
+                                                   "owner": {"type": "dict", "required": True},
+                                                   "remove": {"type": "list", "elements": "path", "default": []}}},
         },
         supports_check_mode=True,
     )
@@ -210,6 +240,10 @@ def main() -> None:
     p["host"] = p["host"] or socket.gethostname()
     if p["link"] and not p["releases_dir"]:
         module.fail_json(msg="releases_dir is required with link")
+    if (p["records"] or p["records_absent"] or p["unlock"]) and not p["converge"]:
+        module.fail_json(msg="records, records_absent and unlock need converge")
+    if p["unlock"] and not p["unlock"]["owner"].get("run_id"):
+        module.fail_json(msg="unlock's owner must have a run_id")
     if p["converge"]:
         converge(module, p)
     found, stale = wait(p, p["ports"])

@@ -9,7 +9,8 @@ short_description: Take, take over or give back the host's release lock
 description:
   - The lock is a JSON file (owner, command, start time, run id, when it was taken) created
     atomically (O_EXCL), readable by root only (mode 0600). Every read-modify-write happens
-    under an exclusive flock of a guard file.
+    under an exclusive flock of a guard file (module_utils/webapp_lockfile.py, which
+    webapp_instances uses to give the lock back at the end of a rollback's switch).
   - C(state=present) takes the lock, waiting up to I(wait) seconds for another holder to
     give it back; when another run holds it, returns C(acquired=false) and the holder.
     With I(take_over) set to the holder's run id (the caller found that run dead), the
@@ -37,68 +38,12 @@ holder: {description: The record of the run that holds the lock (I(owner) when a
 releases: {description: "What webapp_releases returns, read under the lock.", type: dict, returned: "with I(layout), when acquired or in check mode"}
 """
 
-import fcntl
-import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import replace_file
 from ansible.module_utils.webapp_layout import LAYOUT_KEYS, read
-
-
-def _read(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        return {"run_id": "<unreadable>"}
-    return data if isinstance(data, dict) else {"run_id": "<unreadable>"}
-
-
-def _record(owner: dict) -> str:
-    """The lock file's content: who holds it, and since when."""
-    return json.dumps({**owner, "taken": round(time.time(), 3)}) + "\n"
-
-
-def _write_new(path: str, owner: dict) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.fchmod(fd, 0o600)  # whatever the umask: the record names who runs what
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(_record(owner))
-
-
-def _replace(path: str, owner: dict) -> None:
-    replace_file(path, _record(owner), 0o600, os.getuid(), os.getgid())
-
-
-def attempt(path: str, state: str, owner: dict, take_over: str, remove: tuple[str, ...] = ()) -> tuple[bool, bool, dict]:
-    """(changed, acquired, holder) after one try under the guard lock."""
-    with os.fdopen(os.open(f"{path}.guard", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
-        holder = _read(path)
-        mine = bool(holder) and holder.get("run_id") == owner["run_id"]
-        if state == "absent":
-            if mine:
-                for done in remove:
-                    try:
-                        os.unlink(done)
-                    except FileNotFoundError:
-                        pass
-                os.unlink(path)
-                return True, False, {}
-            return False, False, holder
-        if mine:
-            return False, True, holder
-        if not holder:
-            _write_new(path, owner)
-            return True, True, _read(path)
-        if take_over and holder.get("run_id") == take_over:
-            _replace(path, {**owner, "took_over_from": holder})
-            return True, True, _read(path)
-        return False, False, holder
+from ansible.module_utils.webapp_lockfile import attempt, read_holder
 
 
 def main() -> None:
@@ -118,7 +63,7 @@ def main() -> None:
     if not p["owner"].get("run_id"):
         module.fail_json(msg="owner must have a run_id")
     if module.check_mode:
-        result = {"changed": False, "acquired": False, "holder": _read(p["path"])}
+        result = {"changed": False, "acquired": False, "holder": read_holder(p["path"])}
         if p["layout"] and p["state"] == "present":
             result["releases"] = read(p["layout"])
         module.exit_json(**result)

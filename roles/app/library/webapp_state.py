@@ -27,10 +27,8 @@ written: {description: Paths written or given root and 0644 (or that would be, i
 removed: {description: Paths removed (or that would be, in check mode)., type: list, returned: always}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import converge_file
+from ansible.module_utils.stack_files import converge_records
 
 
 MODE = 0o644
@@ -47,20 +45,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    written: list[str] = []
-    removed: list[str] = []
-    diff: list[dict[str, str]] = []
-    for item in module.params["files"]:
-        changed, change = converge_file(item["path"], item["content"], MODE, module.check_mode, item["replace"])
-        if changed:
-            written.append(item["path"])
-            diff.append(change)
-    for path in module.params["absent"]:
-        if os.path.lexists(path):
-            removed.append(path)
-            diff.append({"before_header": path, "after_header": path, "before": "(present)\n", "after": "(absent)\n"})
-            if not module.check_mode:
-                os.unlink(path)
+    written, removed, diff = converge_records(module.params["files"], module.params["absent"], module.check_mode, MODE)
     result = {"changed": bool(written or removed), "written": written, "removed": removed}
     if module._diff:
         result["diff"] = diff
