@@ -576,6 +576,30 @@ def test_an_exit_after_the_restart_counts_as_a_crash(host, capsys, monkeypatch):
     assert rc == 1 and time.monotonic() - start < 10 and "service exited" in res["msg"]
 
 
+def test_a_start_systemd_could_not_put_in_its_cgroup_is_waited_for_not_a_crash(host, capsys, monkeypatch):
+    """Exit status 219/CGROUP (the host's, before the release ran): the unit's Restart= starts it
+    again, the switch waits for that and goes on; the release is not marked failed."""
+    stand_in = webapp_instances.subprocess.run
+    first = host["args"]["ports"][0]
+    refused = {"shows": 0}
+
+    def cgroup_refused_once(cmd, **kwargs):
+        proc = stand_in(cmd, **kwargs)
+        if cmd[:3] == ["systemctl", "show", f"webapp@{first}.service"] and restarts(host["calls"]) and refused["shows"] < 3:
+            refused["shows"] += 1
+            host["instances"][first].broken = refused["shows"] < 3  # up once systemd's restart came
+            if refused["shows"] < 3:
+                proc.stdout = ("ActiveState=activating\nSubState=auto-restart\nExecMainCode=1\nExecMainStatus=219\n"
+                               f"ExecMainExitTimestampMonotonic={int(time.monotonic() * 1e6)}\n")
+        return proc
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", cgroup_refused_once)
+    rc, res = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good"}, capsys)
+    assert rc == 0, res.get("msg", res)
+    assert refused["shows"] == 3 and not (host["releases"] / "next" / ".failed").exists()
+    assert {i.release for i in host["instances"].values()} == {"next"}
+
+
 def test_a_release_that_fails_with_nothing_to_go_back_to_says_so(host, capsys):
     rc, res = run(webapp_instances, {**host["args"], "release": "broken", "fallback": ""}, capsys)
     assert rc == 1 and "there was no other release to go back to" in res["msg"]

@@ -54,6 +54,10 @@ def health(url: str, timeout: float, statuses: tuple[int, ...] = (200,)) -> tupl
     return got.status, release, ""
 
 
+# systemd's exit status of a service process it could not put in its cgroup (EXIT_CGROUP).
+EXIT_CGROUP = 219
+
+
 def observe(p: dict) -> list[dict]:
     host = f"[{p['address']}]" if ":" in p["address"] else p["address"]
     watched, watched_path = _changed_at(p["watch"])
@@ -65,7 +69,7 @@ def observe(p: dict) -> list[dict]:
         status, release, error = health(f"http://{host}:{port}{p['path']}", p["timeout"], tuple(p["statuses"]))
         if p["check_units"]:
             svc = _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
-                                  "ExecMainExitTimestampMonotonic"])
+                                  "ExecMainExitTimestampMonotonic", "ExecMainCode", "ExecMainStatus"])
             sock = _show(socket_unit, ["ActiveState", "ActiveEnterTimestampMonotonic"])
         else:
             svc = sock = {"ActiveState": "active"}
@@ -79,10 +83,16 @@ def observe(p: dict) -> list[dict]:
         elif socket_stale:
             reasons.append(f"socket older than {sock_path}")
         # Its process exited since the restart that `since` names (or systemd shows it down): crashed.
+        # Not when systemd could not put it in its cgroup (exit status 219/CGROUP, before the release
+        # ran: the host's fault, seen on cgroup v1 hosts as a stop's cgroup is torn down): the
+        # unit's Restart= starts it again, and the wait goes on for it.
         exited = int(svc.get("ExecMainExitTimestampMonotonic") or 0) / 1e6
-        crashed = svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
-            p.get("since") and exited > p["since"])
-        if crashed:
+        no_cgroup = (svc.get("ExecMainCode"), svc.get("ExecMainStatus")) == ("1", str(EXIT_CGROUP))
+        crashed = not no_cgroup and (svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
+            p.get("since") and exited > p["since"]))
+        if no_cgroup:
+            reasons.append(f"systemd could not put the service in its cgroup (status {EXIT_CGROUP}/CGROUP)")
+        elif crashed:
             reasons.append("service exited (systemd would start it again)")
         elif svc.get("ActiveState") != "active":
             reasons.append(f"service {svc.get('ActiveState', 'unknown')}")
