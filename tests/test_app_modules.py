@@ -576,28 +576,49 @@ def test_an_exit_after_the_restart_counts_as_a_crash(host, capsys, monkeypatch):
     assert rc == 1 and time.monotonic() - start < 10 and "service exited" in res["msg"]
 
 
-def test_a_start_systemd_could_not_put_in_its_cgroup_is_waited_for_not_a_crash(host, capsys, monkeypatch):
-    """Exit status 219/CGROUP (the host's, before the release ran): the unit's Restart= starts it
-    again, the switch waits for that and goes on; the release is not marked failed."""
+@pytest.mark.parametrize("fault", [
+    ("ExecMainCode=1\nExecMainStatus=219\nResult=exit-code\n", 0),  # its cgroup refused the process
+    ("ExecMainCode=0\nExecMainStatus=0\nResult=resources\n", 1),  # "Failed to spawn executor": restart fails
+], ids=["219-cgroup", "resources"])
+def test_a_start_systemd_could_not_carry_out_is_waited_for_not_a_crash(host, capsys, monkeypatch, fault):
+    """The host's fault, before the release ran: the unit's Restart= starts it again, the switch
+    waits for that and goes on; the release is not marked failed."""
+    shown, restart_rc = fault
     stand_in = webapp_instances.subprocess.run
     first = host["args"]["ports"][0]
     refused = {"shows": 0}
 
-    def cgroup_refused_once(cmd, **kwargs):
+    def refused_once(cmd, **kwargs):
         proc = stand_in(cmd, **kwargs)
+        if cmd[:3] == ["systemctl", "restart", f"webapp@{first}.service"] and refused["shows"] == 0:
+            proc.returncode = restart_rc
         if cmd[:3] == ["systemctl", "show", f"webapp@{first}.service"] and restarts(host["calls"]) and refused["shows"] < 3:
             refused["shows"] += 1
             host["instances"][first].broken = refused["shows"] < 3  # up once systemd's restart came
             if refused["shows"] < 3:
-                proc.stdout = ("ActiveState=activating\nSubState=auto-restart\nExecMainCode=1\nExecMainStatus=219\n"
+                proc.stdout = (f"ActiveState=activating\nSubState=auto-restart\n{shown}"
                                f"ExecMainExitTimestampMonotonic={int(time.monotonic() * 1e6)}\n")
         return proc
 
-    monkeypatch.setattr(webapp_instances.subprocess, "run", cgroup_refused_once)
+    monkeypatch.setattr(webapp_instances.subprocess, "run", refused_once)
     rc, res = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good"}, capsys)
     assert rc == 0, res.get("msg", res)
     assert refused["shows"] == 3 and not (host["releases"] / "next" / ".failed").exists()
     assert {i.release for i in host["instances"].values()} == {"next"}
+
+
+def test_a_restart_systemd_refuses_for_the_release_fails_at_once(host, capsys, monkeypatch):
+    stand_in = webapp_instances.subprocess.run
+
+    def refused(cmd, **kwargs):
+        proc = stand_in(cmd, **kwargs)
+        if cmd[:2] == ["systemctl", "restart"]:
+            proc.returncode, proc.stderr = 1, "Job for webapp@x.service failed because the control process exited"
+        return proc
+
+    monkeypatch.setattr(webapp_instances.subprocess, "run", refused)
+    rc, res = run(webapp_instances, {**host["args"], "release": "next", "fallback": "good"}, capsys)
+    assert rc == 1 and res["msg"].startswith("systemctl restart webapp@") and "control process exited" in res["msg"]
 
 
 def test_a_release_that_fails_with_nothing_to_go_back_to_says_so(host, capsys):

@@ -28,6 +28,9 @@ description:
     I(unlock) (as webapp_lock C(state=absent), removing its C(remove) files first): a
     rollback's record, switch and unlock in one module run. A failed switch keeps the lock and
     the records (a re-run finishes it).
+  - A start systemd could not carry out for the host's reasons (exit status 219/CGROUP, or the
+    result C(resources): the process never ran the release) is no crash of the release: the
+    wait goes on for the unit's C(Restart=).
   - Before each restart the unit's failed state is reset, so systemd's start limit never
     refuses the restart of a switch-back.
   - With I(wait), polls until every port answers with I(release) or the time is up, and
@@ -102,7 +105,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.stack_files import converge_records, point_link
 from ansible.module_utils.webapp_lockfile import attempt
-from ansible.module_utils.webapp_probe import journal, observe, stale_message, systemctl, wait
+from ansible.module_utils.webapp_probe import host_fault, journal, observe, service_state, stale_message, systemctl, wait
 
 
 def units(p: dict) -> tuple[list[str], list[str]]:
@@ -126,7 +129,10 @@ def restart(module: AnsibleModule, p: dict, port: int, remake_socket: bool) -> t
     if remake_socket:
         systemctl(module, "stop", service)
         systemctl(module, "restart", socket_unit)
-    systemctl(module, "restart", service)
+    done = subprocess.run(["systemctl", "restart", service], capture_output=True, text=True, check=False)
+    # A restart systemd could not carry out for the host's reasons is waited for (its Restart=).
+    if done.returncode != 0 and not host_fault(service_state(service)):
+        module.fail_json(msg=f"systemctl restart {service} failed: {done.stderr.strip() or done.stdout.strip()}")
     # After the restart returned: the old process's exit is older than this, a crash of the new one newer.
     return wait({**p, "since": time.monotonic()}, [port], crash_ends=True)
 

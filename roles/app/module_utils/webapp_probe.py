@@ -58,6 +58,25 @@ def health(url: str, timeout: float, statuses: tuple[int, ...] = (200,)) -> tupl
 EXIT_CGROUP = 219
 
 
+def host_fault(svc: dict[str, str]) -> str:
+    """Why systemd could not start the service's process, when that is the host's doing and not the
+    release's ('' otherwise): its cgroup refused the process (exit status 219/CGROUP), or a
+    system error before the process ran (result 'resources': "Failed to spawn executor"). Seen on
+    the lab's cgroup v1 hosts when a restart follows a stop while its cgroup is torn down; the
+    unit's Restart= starts it again a second later."""
+    if (svc.get("ExecMainCode"), svc.get("ExecMainStatus")) == ("1", str(EXIT_CGROUP)):
+        return f"status {EXIT_CGROUP}/CGROUP"
+    if svc.get("Result") == "resources" and svc.get("ActiveState") != "active":
+        return "result 'resources'"
+    return ""
+
+
+def service_state(service: str) -> dict[str, str]:
+    """What systemctl show says of a service unit, as observe() reads it."""
+    return _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
+                           "ExecMainExitTimestampMonotonic", "ExecMainCode", "ExecMainStatus", "Result"])
+
+
 def observe(p: dict) -> list[dict]:
     host = f"[{p['address']}]" if ":" in p["address"] else p["address"]
     watched, watched_path = _changed_at(p["watch"])
@@ -68,8 +87,7 @@ def observe(p: dict) -> list[dict]:
         socket_unit = f"{p['unit']}@{port}.socket"
         status, release, error = health(f"http://{host}:{port}{p['path']}", p["timeout"], tuple(p["statuses"]))
         if p["check_units"]:
-            svc = _show(service, ["ActiveState", "SubState", "ExecMainStartTimestampMonotonic",
-                                  "ExecMainExitTimestampMonotonic", "ExecMainCode", "ExecMainStatus"])
+            svc = service_state(service)
             sock = _show(socket_unit, ["ActiveState", "ActiveEnterTimestampMonotonic"])
         else:
             svc = sock = {"ActiveState": "active"}
@@ -83,15 +101,14 @@ def observe(p: dict) -> list[dict]:
         elif socket_stale:
             reasons.append(f"socket older than {sock_path}")
         # Its process exited since the restart that `since` names (or systemd shows it down): crashed.
-        # Not when systemd could not put it in its cgroup (exit status 219/CGROUP, before the release
-        # ran: the host's fault, seen on cgroup v1 hosts as a stop's cgroup is torn down): the
-        # unit's Restart= starts it again, and the wait goes on for it.
+        # Not when systemd could not start it (host_fault: before the release ran), and the wait goes
+        # on for the unit's Restart=.
         exited = int(svc.get("ExecMainExitTimestampMonotonic") or 0) / 1e6
-        no_cgroup = (svc.get("ExecMainCode"), svc.get("ExecMainStatus")) == ("1", str(EXIT_CGROUP))
-        crashed = not no_cgroup and (svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
+        not_started = host_fault(svc)
+        crashed = not not_started and (svc.get("ActiveState") == "failed" or svc.get("SubState") == "auto-restart" or bool(
             p.get("since") and exited > p["since"]))
-        if no_cgroup:
-            reasons.append(f"systemd could not put the service in its cgroup (status {EXIT_CGROUP}/CGROUP)")
+        if not_started:
+            reasons.append(f"systemd could not start it ({not_started}); its Restart= starts it again")
         elif crashed:
             reasons.append("service exited (systemd would start it again)")
         elif svc.get("ActiveState") != "active":
