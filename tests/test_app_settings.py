@@ -177,6 +177,18 @@ def test_a_shared_path_that_leaves_the_release_fails(layout, capsys):
     assert rc == 1 and "leaves" in res["msg"], res
 
 
+@pytest.mark.parametrize("thing", ["file", "link"])
+def test_a_shared_folder_whose_place_is_taken_fails_naming_it(layout, capsys, thing):
+    taken = Path(layout["shared_dir"]) / "var/data"
+    taken.parent.mkdir(parents=True)
+    if thing == "file":
+        taken.write_text("x")
+    else:
+        taken.symlink_to(taken.parent)  # a link to a folder is not the folder
+    rc, res = run(webapp_shared, layout, capsys)
+    assert rc == 1 and f"{taken} exists and is not a folder: move it away, a shared folder goes there" in res["msg"], res
+
+
 def test_check_mode_changes_nothing(layout, capsys):
     rc, res = run(webapp_shared, {**layout, "_ansible_check_mode": True}, capsys)
     assert rc == 0 and res["changed"] and not Path(layout["shared_dir"]).exists()

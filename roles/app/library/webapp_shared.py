@@ -68,9 +68,11 @@ def parents(base: str, path: str, check: bool, made: list[str]) -> None:
 
 def folder(path: str, uid: int, gid: int, check: bool, made: list[str]) -> None:
     """A folder owned uid:gid, mode 0750 (made or put right)."""
-    if os.path.lexists(path) and (not os.path.isdir(path) or os.path.islink(path)):
-        raise ValueError(f"{path} exists and is not a folder: move it away, a shared folder goes there")
-    if converge_folder(path, 0o750, check, uid, gid):
+    try:
+        changed = converge_folder(path, 0o750, check, uid, gid)
+    except ValueError:
+        raise ValueError(f"{path} exists and is not a folder: move it away, a shared folder goes there") from None
+    if changed:
         made.append(path)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 
 from ansible.module_utils.stack_http import get
 
@@ -125,9 +126,11 @@ def observe(p: dict) -> list[dict]:
     return found
 
 
-def systemctl(module: AnsibleModule, *args: str) -> None:
+def systemctl(module: AnsibleModule, *args: str, excused: Callable[[], bool] | None = None) -> None:
+    """Run systemctl; fail the module when it fails, unless `excused` (asked only then) says the
+    failure is to be waited out."""
     proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not (excused and excused()):
         module.fail_json(msg=f"systemctl {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
