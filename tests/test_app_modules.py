@@ -699,7 +699,32 @@ def test_a_rollbacks_switch_in_check_mode_writes_nothing_and_keeps_the_lock(host
 def test_records_and_unlock_need_converge(host, tmp_path, capsys):
     args, *_ = rollback_args(host, tmp_path, "next")
     rc, res = run(webapp_instances, {**args, "converge": False}, capsys)
-    assert rc == 1 and res["msg"] == "records, records_absent and unlock need converge"
+    assert rc == 1 and res["msg"] == "folders, records, records_absent and unlock need converge"
+
+
+def test_a_rollbacks_switch_makes_the_state_folders_its_records_go_into(host, tmp_path, capsys):
+    """A host whose state folders are missing (or have another mode) gets them before the records."""
+    args, lock, note, marks = rollback_args(host, tmp_path, "next")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    fresh = state / "rolled-back"
+    args["folders"] = [str(state), str(fresh)]
+    args["records"] = [*args["records"], {"path": str(fresh / "good"), "content": "{}\n"}]
+    rc, res = run(webapp_instances, args, capsys)
+    assert rc == 0, res.get("msg", res)
+    assert res["written"][:2] == [str(state), str(fresh)] and (fresh / "good").read_text() == "{}\n"
+    assert [oct(p.stat().st_mode & 0o777) for p in (state, fresh)] == ["0o755", "0o755"]
+    rc, res = run(webapp_instances, args, capsys)
+    assert rc == 0 and str(state) not in res["written"]  # converged: nothing to make again
+
+
+def test_a_file_where_a_state_folder_goes_fails_before_any_instance_moves(host, tmp_path, capsys):
+    args, lock, note, _ = rollback_args(host, tmp_path, "next")
+    (tmp_path / "state").write_text("")
+    rc, res = run(webapp_instances, {**args, "folders": [str(tmp_path / "state")]}, capsys)
+    assert rc == 1 and res["msg"] == f"{tmp_path / 'state'} exists and is not a folder: a state folder of the app must be a folder; no instance was touched"
+    assert restarts(host["calls"]) == [] and not note.exists() and lock.exists()
+    assert os.readlink(host["link"]) == str(host["releases"] / "good")
 
 
 # --- webapp_instances: the pre-check on the spare port ----------------------------------------

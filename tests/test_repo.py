@@ -439,3 +439,47 @@ def test_the_molecule_verifiers_options_are_strings_or_flags():
         options = ((yaml.safe_load(path.read_text()) or {}).get("verifier") or {}).get("options") or {}
         wrong = {k: v for k, v in options.items() if not isinstance(v, (str, bool))}
         assert not wrong, f"{path.relative_to(ROOT)}: quote these values: {wrong}"
+
+
+def role_calls(path: Path) -> list[dict]:
+    """The import_role/include_role arguments of every task of a playbook or task file, blocks included."""
+    found, todo = [], list(yaml.safe_load(path.read_text()) or [])
+    while todo:
+        item = todo.pop(0)
+        if not isinstance(item, dict):
+            continue
+        todo += [t for key in ("tasks", "pre_tasks", "post_tasks", "block", "rescue", "always") for t in item.get(key) or []]
+        found += [item[a] for a in ("ansible.builtin.import_role", "ansible.builtin.include_role") if a in item]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted([*(ROOT / "playbooks").glob("*.yml"), *(ROOT / "roles").glob("*/tasks/*.yml")]),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_role_entry_point_is_named_as_its_argument_spec_names_it(path):
+    # Ansible looks the spec up by tasks_from as written: "stage.yml" would run stage's tasks unchecked.
+    for call in role_calls(path):
+        entry = str(call.get("tasks_from", "main"))
+        specs = ROOT / "roles" / call["name"] / "meta" / "argument_specs.yml"
+        names = set(load(specs)["argument_specs"]) if specs.is_file() else set()
+        assert entry.removesuffix(".yml") not in names or entry in names, f"{call['name']}: tasks_from {entry}"
+        # A playbook calls a role through an entry point that has its spec, but for preflight.yml's
+        # checks (grafana password, alertmanager receivers, loki storage): they are the validation, and a
+        # spec would template a value whose vault variable is missing before they could name the vault file.
+        assert path.parent.name != "playbooks" or entry in names or path.name == "preflight.yml", f"{call['name']}: {entry}"
+
+
+def test_the_rollback_playbook_refuses_a_wrong_value_before_any_task(tmp_path):
+    # The playbook's own first play, as an operator runs it (here against this machine, --check): the
+    # plan_rollback entry point's spec names the variable before the lock is asked for.
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(
+        {"app": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(ROOT / "playbooks" / "rollback.yml"),
+         "--check", "-e", "app_lock_wait=soon"],
+        capture_output=True, text=True, env={**ENV, "ANSIBLE_NOCOLOR": "1"}, cwd=ROOT,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert re.search(r"TASK \[app : Validating arguments against arg spec 'plan_rollback'[^\n]*\n(?:(?!TASK \[).)*?fatal", out, re.S), out[-3000:]
+    assert "app_lock_wait" in out and "float" in out, out[-3000:]
+    assert re.search(r"localhost\s+: ok=0 ", out), out[-1000:]

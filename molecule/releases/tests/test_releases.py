@@ -486,7 +486,7 @@ def test_deploy_killed_between_copy_and_swap_leaves_a_complete_release_then_reru
 def test_a_deploy_that_waited_behind_a_rollback_keeps_the_fleet_where_the_rollback_put_it():
     """Lock first, then read: a deploy that waits for a rollback's lock (app_lock_wait) reads the
     marks that rollback wrote, so it does not deploy again the release the rollback just left."""
-    rollback, _ = run_until(["playbooks/rollback.yml"], lambda line: "TASK [app : Choose one release for every app host]" in line)
+    rollback, _ = run_until(["playbooks/rollback.yml"], lambda line: "TASK [app : Choose one release for every app host" in line)
     done: dict[str, str] = {}
     reader = threading.Thread(target=lambda: done.update(out=rollback.communicate(timeout=900)[0]))
     reader.start()  # reads the rollback's output while the deploy waits, so its pipe never fills

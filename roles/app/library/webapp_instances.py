@@ -22,7 +22,7 @@ description:
     not come up on I(release): marks the release failed (I(failed_marker) in its folder),
     points the link back at I(fallback), converges every instance onto it and fails naming both
     releases. On success, a failed mark of I(release) is cleared.
-  - With I(converge), first writes I(records) and removes I(records_absent) (the app's state
+  - With I(converge), first makes I(folders), writes I(records) and removes I(records_absent) (the app's state
     records, as webapp_state does: a rollback's note and marks), before the link moves; and
     once every instance answers with I(release), gives back the host's release lock named in
     I(unlock) (as webapp_lock C(state=absent), removing its C(remove) files first): a
@@ -60,6 +60,7 @@ options:
   host: {description: "How messages name this host (the inventory name; empty: the host name).", type: str, default: ""}
   path: {description: The app's health path each instance is asked., type: str, default: /health}
   statuses: {description: HTTP statuses of the health path that count as healthy., type: list, elements: int, default: [200]}
+  folders: {description: "With I(converge): folders made (root, 0755) or given that owner and mode, before I(records) are written (the state folders they go into).", type: list, elements: path, default: []}
   records: {description: "With I(converge): files written (root, 0644) before the link moves, each C(path), C(content), C(replace) (default false).", type: list, elements: dict, default: []}
   records_absent: {description: "With I(converge): files removed before the link moves.", type: list, elements: path, default: []}
   unlock:
@@ -92,7 +93,7 @@ switched:
   description: Whether the link was pointed at I(release) (or back at I(fallback)).
   type: bool
   returned: with I(converge)
-written: {description: "Records written (or that would be, in check mode).", type: list, returned: with I(converge)}
+written: {description: "Folders made or given their owner and mode, and records written (or that would be, in check mode).", type: list, returned: with I(converge)}
 removed: {description: "Records removed (or that would be, in check mode).", type: list, returned: with I(converge)}
 unlocked: {description: "Whether this run gave the lock of I(unlock) back.", type: bool, returned: with I(converge)}
 """
@@ -103,7 +104,7 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.stack_files import converge_records, point_link
+from ansible.module_utils.stack_files import converge_folder, converge_records, point_link
 from ansible.module_utils.webapp_lockfile import attempt
 from ansible.module_utils.webapp_probe import host_fault, journal, observe, service_state, stale_message, systemctl, wait
 
@@ -168,7 +169,12 @@ def converge(module: AnsibleModule, p: dict) -> None:
     """Point the link at the release (when asked), converge the instances on it; on failure, go
     back to the fallback release and fail."""
     disabled, extra = units(p)
+    try:
+        made = [path for path in p["folders"] if converge_folder(path, 0o755, module.check_mode)]
+    except ValueError as error:
+        module.fail_json(msg=f"{error}: a state folder of the app must be a folder; no instance was touched", changed=False)
     written, removed, diff = converge_records(p["records"], p["records_absent"], module.check_mode)
+    written = made + written
     recorded = {"written": written, "removed": removed, **({"diff": diff} if module._diff else {})}
     target_dir = os.path.join(p["releases_dir"], p["release"]) if p["link"] else ""
     switched = point_link(p["link"], target_dir, module.check_mode) if p["link"] else False
@@ -229,6 +235,7 @@ def main() -> None:
             "host": {"type": "str", "default": ""},
             "path": {"type": "str", "default": "/health"},
             "statuses": {"type": "list", "elements": "int", "default": [200]},
+            "folders": {"type": "list", "elements": "path", "default": []},
             "records": {"type": "list", "elements": "dict", "default": [],
                         "options": {"path": {"type": "path", "required": True},
                                     "content": {"type": "str", "required": True},
@@ -244,8 +251,8 @@ def main() -> None:
     p["host"] = p["host"] or socket.gethostname()
     if p["link"] and not p["releases_dir"]:
         module.fail_json(msg="releases_dir is required with link")
-    if (p["records"] or p["records_absent"] or p["unlock"]) and not p["converge"]:
-        module.fail_json(msg="records, records_absent and unlock need converge")
+    if (p["folders"] or p["records"] or p["records_absent"] or p["unlock"]) and not p["converge"]:
+        module.fail_json(msg="folders, records, records_absent and unlock need converge")
     if p["unlock"] and not p["unlock"]["owner"].get("run_id"):
         module.fail_json(msg="unlock's owner must have a run_id")
     if p["converge"]:
