@@ -314,6 +314,32 @@ def test_env_needs_each_files_content_to_write_it(tmp_path, capsys):
     assert rc == 1 and "no content" in res["msg"] and not (tmp_path / "conf").exists()
 
 
+def test_env_writes_secrets_in_the_same_run_and_never_shows_them(tmp_path, capsys):
+    """The secret file beside the environment in one module run: written like it, pending like it,
+    put in place like it, but absent from every diff and masked in the module's output."""
+    folder, secret = tmp_path / "conf", "s3cr3t-value-9f2c"
+    args = env_args(folder, **{"webapp.env": "A=1\n"}) | {
+        "secret_files": [{"path": str(folder / "secrets.env"), "content": f"TOKEN={secret}\n"}], "_ansible_diff": True}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        webapp_env.main()
+    out = capsys.readouterr().out
+    res = json.loads(out)
+    assert secret not in out and res["pending"]
+    assert res["written"] == [str(folder), str(folder / "webapp.env.next"), str(folder / "secrets.env.next")]
+    assert [d["after_header"] for d in res["diff"]] == [str(folder / "webapp.env.next")]
+    assert (folder / "secrets.env.next").read_text() == f"TOKEN={secret}\n"
+    assert owner_mode(folder / "secrets.env.next") == (0, grp.getgrnam(GROUP).gr_gid, "0o640")
+    live = env_args(folder, state="live", **{"webapp.env": ""}) | {"secret_files": [{"path": str(folder / "secrets.env")}],
+                                                                   "_ansible_diff": True}
+    rc, res = run(webapp_env, live, capsys)
+    assert rc == 0 and res["written"] == [str(folder / "webapp.env"), str(folder / "secrets.env")]
+    assert [d["after_header"] for d in res["diff"]] == [str(folder / "webapp.env")]
+    assert (folder / "secrets.env").read_text() == f"TOKEN={secret}\n"
+    _, res = run(webapp_env, args | {"secret_files": [{"path": str(folder / "secrets.env"), "content": "TOKEN=new\n"}]},
+                 capsys)
+    assert res["pending"] and res["written"] == [str(folder / "secrets.env.next")] and res["diff"] == []
+
+
 # --- webapp_releases -------------------------------------------------------------------------
 
 def layout(base: Path) -> dict:

@@ -119,12 +119,15 @@ def deploy(args: list[str], force: bool = True) -> str:
     proc, load = under_load("playbooks/deploy.yml", *args, *(["-e", "webapp_build_force=true"] if force else []))
     assert_ok(proc)
     assert_no_failed_request(load)
+    SEEN["output"] = proc.stdout + proc.stderr
     return deployed_release(proc.stdout)
 
 
 def test_the_notes_app_deploys_with_its_migration_and_shared_database(settings):
-    SEEN["notes1"] = deploy(settings(NOTES))
+    SEEN["notes1"] = deploy(settings(NOTES) + ["--diff"])
     serves(SEEN["notes1"])
+    # The environment's change shows in the diff; the secret written in the same module run never does.
+    assert "NOTES_TITLE=" in SEEN["output"] and NOTES["app_secret_env"]["NOTES_SECRET_KEY"] not in SEEN["output"]
     answer = get(client_url("/"))
     assert answer.status == 200 and answer.body == "Lab notes: 0 notes", answer
     for host in hosts("app"):

@@ -382,7 +382,7 @@ def test_an_interrupted_environment_change_is_finished_by_a_rerun():
     args = ["playbooks/deploy.yml", "-e", f"webapp_artifact={STATE['r5_artifact']}", "-e", json.dumps({"app_message": message})]
     proc, seen = run_until(args, lambda line: "TASK [app : Install the systemd units]" in line)
     kill(proc)
-    assert "TASK [app : Write the instances' next environment]" in seen  # written, not yet in place
+    assert "TASK [app : Write the instances' next environment and the app's next secret environment]" in seen  # written, not yet in place
     rerun, load = under_load(*args)
     assert_ok(rerun)
     assert_no_failed_request(load)

@@ -25,6 +25,13 @@ options:
     type: list
     elements: dict
     required: true
+  secret_files:
+    description: >-
+      Files like I(files) whose content is secret (the module's no_log option: Ansible masks it in
+      every output); written the same way, but never shown in a diff. One module run for both kinds.
+    type: list
+    elements: dict
+    default: []
   state: {description: C(next) writes the .next files, C(live) puts them in place., type: str, choices: [next, live], default: next}
 """
 
@@ -51,6 +58,9 @@ def main() -> None:
             "files": {"type": "list", "elements": "dict", "required": True,
                       "options": {"path": {"type": "path", "required": True},
                                   "content": {"type": "str"}}},
+            "secret_files": {"type": "list", "elements": "dict", "default": [],
+                             "options": {"path": {"type": "path", "required": True},
+                                         "content": {"type": "str", "no_log": True}}},
             "state": {"type": "str", "choices": ["next", "live"], "default": "next"},
         },
         supports_check_mode=True,
@@ -65,8 +75,10 @@ def main() -> None:
     written: list[str] = []
     diff: list[dict] = []
     pending = False
+    shown = {f["path"] for f in p["files"]}
+    files = p["files"] + p["secret_files"]
     if p["state"] == "next":
-        missing = [f["path"] for f in p["files"] if f["content"] is None]
+        missing = [f["path"] for f in files if f["content"] is None]
         if missing:
             module.fail_json(msg=f"webapp_env: no content for {', '.join(missing)}")
         try:
@@ -74,22 +86,22 @@ def main() -> None:
                 written.append(p["folder"])
         except ValueError as err:
             module.fail_json(msg=f"webapp_env: {err} (app_config_dir)")
-        for item in p["files"]:
+        for item in files:
             changed, change = converge_file(item["path"] + NEXT, item["content"], FILE_MODE, module.check_mode,
                                             gid=gid)
             if changed:
                 written.append(item["path"] + NEXT)
-                diff.append(change)
+                diff += [change] if item["path"] in shown else []
             pending = pending or read_text(item["path"]) != item["content"]
     else:
-        for item in p["files"]:
+        for item in files:
             content = read_text(item["path"] + NEXT)
             if content is None:
                 module.fail_json(msg=f"webapp_env: {item['path']}{NEXT} is missing: state=next writes it first")
             changed, change = converge_file(item["path"], content, FILE_MODE, module.check_mode, gid=gid)
             if changed:
                 written.append(item["path"])
-                diff.append(change)
+                diff += [change] if item["path"] in shown else []
     result = {"changed": bool(written), "written": written, "pending": pending}
     if module._diff:
         result["diff"] = diff
