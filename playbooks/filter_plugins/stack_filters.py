@@ -406,9 +406,10 @@ def deploy_marker(hostvars: Mapping[str, Mapping[str, Any]], hosts: Sequence[str
                   by: str) -> dict[str, Any]:
     """A deploy's or rollback's marker: one JSON line (event, release, from, by, result, hosts),
     from the one fact the app role publishes on each host, app_moving (from, to: what the host
-    leaves and the release it goes to, set when the run chose it and again where its switch
-    began). `changed` says whether any host goes to another release: a run that changes none
-    writes no marker. `release` and `from` are one id when the hosts agree, else a sorted list.
+    leaves and the release it goes to, set once, under the host's lock, when the run chose the
+    release: a deploy's preflight, a rollback's plan). `changed` says whether any host goes to
+    another release: a run that changes none writes no marker. `release` and `from` are one id
+    when the hosts agree, else a sorted list.
 
     `{{ hostvars | stack_deploy_marker(ansible_play_batch, 'deploy', 'ok', app_marker_by) }}`
     """
