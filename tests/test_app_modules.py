@@ -747,8 +747,10 @@ def test_a_rollbacks_switch_makes_the_state_folders_its_records_go_into(host, tm
 def test_a_file_where_a_state_folder_goes_fails_before_any_instance_moves(host, tmp_path, capsys):
     args, lock, note, _ = rollback_args(host, tmp_path, "next")
     (tmp_path / "state").write_text("")
-    rc, res = run(webapp_instances, {**args, "folders": [str(tmp_path / "state")]}, capsys)
+    made = tmp_path / "base"
+    rc, res = run(webapp_instances, {**args, "folders": [str(made), str(tmp_path / "state")]}, capsys)
     assert rc == 1 and res["msg"] == f"{tmp_path / 'state'} exists and is not a folder: a state folder of the app must be a folder; no instance was touched"
+    assert res["changed"] and res["written"] == [str(made)] and made.is_dir()  # what was made before it is said
     assert restarts(host["calls"]) == [] and not note.exists() and lock.exists()
     assert os.readlink(host["link"]) == str(host["releases"] / "good")
 

@@ -22,11 +22,11 @@ description:
     not come up on I(release): marks the release failed (I(failed_marker) in its folder),
     points the link back at I(fallback), converges every instance onto it and fails naming both
     releases. On success, a failed mark of I(release) is cleared.
-  - With I(converge), first makes I(folders), writes I(records) and removes I(records_absent) (the app's state
-    records, as webapp_state does: a rollback's note and marks), before the link moves; and
-    once every instance answers with I(release), gives back the host's release lock named in
-    I(unlock) (as webapp_lock C(state=absent), removing its C(remove) files first): a
-    rollback's record, switch and unlock in one module run. A failed switch keeps the lock and
+  - With I(converge), first makes I(folders), writes I(records) and removes I(records_absent)
+    (the app's state records, as webapp_state does: a rollback's note and marks), before the
+    link moves; and once every instance answers with I(release), gives back the host's release
+    lock named in I(unlock) (as webapp_lock C(state=absent), removing its C(remove) files
+    first): a rollback's record, switch and unlock in one module run. A failed switch keeps the lock and
     the records (a re-run finishes it).
   - A start systemd could not carry out for the host's reasons (exit status 219/CGROUP, or the
     result C(resources): the process never ran the release) is no crash of the release: the
@@ -169,10 +169,14 @@ def converge(module: AnsibleModule, p: dict) -> None:
     """Point the link at the release (when asked), converge the instances on it; on failure, go
     back to the fallback release and fail."""
     disabled, extra = units(p)
+    made: list[str] = []
     try:
-        made = [path for path in p["folders"] if converge_folder(path, 0o755, module.check_mode)]
+        for path in p["folders"]:
+            if converge_folder(path, 0o755, module.check_mode):
+                made.append(path)
     except ValueError as error:
-        module.fail_json(msg=f"{error}: a state folder of the app must be a folder; no instance was touched", changed=False)
+        module.fail_json(msg=f"{error}: a state folder of the app must be a folder; no instance was touched",
+                         changed=bool(made), written=made)
     written, removed, diff = converge_records(p["records"], p["records_absent"], module.check_mode)
     written = made + written
     recorded = {"written": written, "removed": removed, **({"diff": diff} if module._diff else {})}
